@@ -1,0 +1,159 @@
+// Epochs and deferred reclamation.
+//
+// What is guaranteed
+//   A block handed to retire(), or freed by a thread whose shard does not own it, is not
+//   reused while any thread that might still see it is inside a read section. Precisely:
+//   a deferred node tagged with epoch t is reclaimed only when every thread that is
+//   inside a read section has observed an epoch greater than t.
+//
+// The protocol (classic epoch-based reclamation, with QSBR as a second way to report)
+//   - One global epoch E, starting at 1, only ever incremented.
+//   - Each thread that uses epochs has a Record with one atomic word, state =
+//     (observed_epoch << 1) | active. A thread enters a read section by storing
+//     (E << 1) | 1 with seq_cst; it leaves by storing 0. A QSBR thread goes online once
+//     (the same store) and announces quiescent points by storing (E << 1) | 1 again.
+//     Threads that are neither inside a section nor online never hold reclamation back.
+//   - A deferred node is pushed tagged with the global epoch read at push time.
+//   - min_observed() is the smallest observed epoch over active records, or E when there
+//     are none. A node tagged t is safe once t < min_observed().
+//   - advance() moves E to E + 1 only when every active record has observed E.
+//
+// Why it is safe
+//   A reader that can see a block loaded its pointer inside its section. The block was
+//   unlinked before it was retired at epoch t. If the reader's section began before the
+//   retire, the reader observed an epoch <= t (epochs only grow), so min_observed <= t
+//   and the node waits. If the reader's store is not yet visible to the collector, the
+//   seq_cst store/fence pair orders the reader's later loads after the unlink, so it
+//   cannot see the block. A reader that read a stale E is only more conservative.
+//
+// Who may touch what
+//   - Record::state: written only by its thread, read by anyone (atomic).
+//   - Record::depth / qsbr_online: its thread only.
+//   - The record list is append-only and lock-free to walk; records are reused (claimed
+//     with a CAS) after their thread exits, never freed while the domain lives.
+//   - DeferredQueue: any thread pushes (lock-free Treiber push); only its owner takes,
+//     all at once (exchange), so there is no ABA.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "config.hpp"
+#include "track.hpp"
+
+namespace sydra::alloc {
+
+class EpochDomain {
+ public:
+  struct Record {
+    std::atomic<std::uint64_t> state{0};  // (observed_epoch << 1) | active
+    std::atomic<Record*> next{nullptr};   // registry list, append-only
+    std::atomic<bool> claimed{false};
+    std::uint32_t depth = 0;   // nesting of enter/leave (owner thread only)
+    bool qsbr_online = false;  // owner thread only
+    std::atomic<std::uint32_t> shard{0};  // the owner thread's shard, for per-shard epoch figures
+  };
+
+  EpochDomain() noexcept;
+  ~EpochDomain();
+  EpochDomain(const EpochDomain&) = delete;
+  EpochDomain& operator=(const EpochDomain&) = delete;
+
+  // Registry: a record for the calling thread (reused if one is free), and its release.
+  Record* acquire_record() noexcept;
+  void release_record(Record* record) noexcept;
+
+  void enter(Record& r) noexcept;
+  void leave(Record& r) noexcept;
+  void online(Record& r) noexcept;
+  void offline(Record& r) noexcept;
+  void quiescent(Record& r) noexcept;
+
+  std::uint64_t current() const noexcept { return global_.load(std::memory_order_seq_cst); }
+  // Smallest epoch observed by an active record (the current epoch when none is active).
+  // With shard != kAllShards, only records of threads bound to that shard count.
+  static constexpr std::uint32_t kAllShards = ~0u;
+  std::uint64_t min_observed(std::uint32_t shard = kAllShards) const noexcept;
+  // Advances the global epoch if every active record has observed it. Returns whether it moved.
+  bool try_advance() noexcept;
+
+  std::uint64_t advances() const noexcept { return advances_.load(std::memory_order_relaxed); }
+  std::uint64_t records_claimed() const noexcept;
+  std::uint64_t records_active() const noexcept;
+
+ private:
+  static void publish(Record& r, std::uint64_t epoch) noexcept;
+
+  std::atomic<std::uint64_t> global_{1};
+  std::atomic<std::uint64_t> advances_{0};
+  std::atomic<Record*> head_{nullptr};
+  // Records are carved from pages of our own (never malloc); chunks are chained for unmapping.
+  struct Chunk;
+  std::atomic<Chunk*> chunks_{nullptr};
+};
+
+// A node of a deferred queue: the freed block itself (blocks are at least 16 bytes).
+struct DeferredNode {
+  DeferredNode* next;
+  std::uint64_t epoch;
+};
+static_assert(sizeof(DeferredNode) == 16);
+
+// Multi-producer, single-consumer stack of deferred blocks.
+class DeferredQueue {
+ public:
+  // Any thread. `block` must be at least 16 bytes and unpoisoned for 16 bytes.
+  void push(void* block, std::uint64_t epoch) noexcept {
+    auto* node = static_cast<DeferredNode*>(block);
+    node->epoch = epoch;
+    DeferredNode* head = head_.load(std::memory_order_relaxed);
+    do {
+      node->next = head;
+    } while (!head_.compare_exchange_weak(head, node, std::memory_order_release,
+                                          std::memory_order_relaxed));
+    enqueued_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // The owner: takes every node pushed so far.
+  DeferredNode* take_all() noexcept { return head_.exchange(nullptr, std::memory_order_acquire); }
+  bool maybe_nonempty() const noexcept { return head_.load(std::memory_order_relaxed) != nullptr; }
+
+  std::uint64_t enqueued() const noexcept { return enqueued_.load(std::memory_order_relaxed); }
+
+  // The owner, under its lock: walks `pending` (nodes taken earlier whose epoch had not
+  // passed) and everything pushed since, calls reclaim(block) for each node tagged
+  // before `safe_epoch`, and leaves the others in `pending`. Returns how many it reclaimed.
+  template <class Reclaim>
+  std::size_t drain(DeferredNode*& pending, std::uint64_t& pending_count, std::uint64_t safe_epoch,
+                    Reclaim&& reclaim) noexcept {
+    std::size_t reclaimed = 0;
+    DeferredNode* keep = nullptr;
+    std::uint64_t kept = 0;
+    for (DeferredNode* list : {pending, take_all()}) {
+      while (list != nullptr) {
+        DeferredNode* node = list;
+        track::unpoison(node, sizeof(DeferredNode));
+        list = node->next;
+        if (node->epoch < safe_epoch) {
+          track::poison(node, sizeof(DeferredNode));
+          reclaim(static_cast<void*>(node));
+          ++reclaimed;
+        } else {
+          node->next = keep;
+          track::poison(node, sizeof(DeferredNode));
+          keep = node;
+          ++kept;
+        }
+      }
+    }
+    pending = keep;
+    pending_count = kept;
+    return reclaimed;
+  }
+
+ private:
+  std::atomic<DeferredNode*> head_{nullptr};
+  std::atomic<std::uint64_t> enqueued_{0};
+};
+
+}  // namespace sydra::alloc

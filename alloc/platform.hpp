@@ -1,0 +1,40 @@
+// Platform layer: virtual memory, time, CPU count and the process's resident set.
+// Nothing else. Linux only (mmap, madvise, mincore, /proc).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sydra::alloc::platform {
+
+inline constexpr std::size_t kPageSize = 4096;
+
+// Reserves `bytes` of address space aligned to `alignment` (a power of two). Pages are
+// readable and writable but not backed until touched (MAP_NORESERVE), so reserving costs
+// no memory. Returns nullptr on failure.
+void* reserve(std::size_t bytes, std::size_t alignment) noexcept;
+void unreserve(void* base, std::size_t bytes) noexcept;
+
+// Gives the pages back to the OS (MADV_DONTNEED): the range reads as zeros afterwards and
+// stops counting towards RSS.
+void decommit(void* p, std::size_t bytes) noexcept;
+
+// Anonymous zeroed pages for the allocator's own metadata (never from malloc: the allocator
+// may itself be the process's malloc).
+void* map_pages(std::size_t bytes) noexcept;
+void unmap_pages(void* p, std::size_t bytes) noexcept;
+
+// Bytes of [p, p + bytes) resident in RAM, by mincore. p page-aligned.
+std::size_t resident_bytes(const void* p, std::size_t bytes) noexcept;
+// The whole process's resident set size in bytes, from /proc/self/statm.
+std::size_t process_resident_bytes() noexcept;
+
+// Monotonic clock in nanoseconds.
+std::uint64_t now_ns() noexcept;
+
+unsigned cpu_count() noexcept;
+
+// getenv that never allocates; nullptr when unset.
+const char* env(const char* name) noexcept;
+
+}  // namespace sydra::alloc::platform

@@ -1,0 +1,841 @@
+// The allocator's slow paths: first use on a thread, refill and flush, cross-shard frees,
+// the legacy buckets, the system fallback, epochs, thread exit and the stats snapshot.
+//
+// Lock order (outer to inner): the process registry mutex (g_registry.mutex) → an
+// allocator's registry_mutex → a shard lock or a legacy bucket lock → the slab space
+// mutex. The deferred-list mutexes of the legacy buckets and the fallback are taken
+// before a bucket lock and never together.
+
+#include "small_pool_allocator.hpp"
+
+#include <malloc.h>
+#include <pthread.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "platform.hpp"
+#include "shard.hpp"
+
+namespace sydra::alloc {
+
+void thread_exit_hook(void*) noexcept;
+
+namespace detail {
+constinit thread_local ThreadSlots tls_slots __attribute__((tls_model("initial-exec"))) = {};
+}
+
+namespace {
+
+// Live allocators by slot, for the thread-exit hook and debug wrong-owner checks.
+struct ProcessRegistry {
+  std::mutex mutex;
+  SmallPoolAllocator* by_slot[kMaxAllocators] = {};
+  std::uint64_t serial[kMaxAllocators] = {};
+  std::uint64_t next_serial = 1;
+  pthread_key_t exit_key{};
+  bool exit_key_created = false;
+};
+constinit ProcessRegistry g_registry;
+
+// Bump allocator over pages of our own, for objects that live as long as their allocator.
+class MetaArena {
+ public:
+  ~MetaArena() {
+    while (chunks_ != nullptr) {
+      Chunk* next = chunks_->next;
+      platform::unmap_pages(chunks_, kChunkBytes);
+      chunks_ = next;
+    }
+  }
+  void* allocate(std::size_t bytes) noexcept {
+    bytes = (bytes + 63) & ~std::size_t{63};
+    SYDRA_CHECK(bytes <= kChunkBytes - sizeof(Chunk), "metadata object of %zu bytes too large", bytes);
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (chunks_ == nullptr || used_ + bytes > kChunkBytes) {
+      void* pages = platform::map_pages(kChunkBytes);
+      if (pages == nullptr) fatal("out of memory for allocator metadata");
+      auto* chunk = static_cast<Chunk*>(pages);
+      chunk->next = chunks_;
+      chunks_ = chunk;
+      used_ = (sizeof(Chunk) + 63) & ~std::size_t{63};
+    }
+    void* p = reinterpret_cast<char*>(chunks_) + used_;
+    used_ += bytes;
+    return p;
+  }
+
+ private:
+  static constexpr std::size_t kChunkBytes = 256 * 1024;
+  struct Chunk {
+    Chunk* next;
+  };
+  std::mutex mutex_;
+  Chunk* chunks_ = nullptr;
+  std::size_t used_ = 0;
+};
+
+std::uint32_t fallback_bucket(std::size_t size) noexcept {
+  constexpr std::size_t kBounds[FallbackStats::kBuckets - 1] = {512, 1024, 4096, 16384, 65536, 262144, 1048576};
+  std::uint32_t i = 0;
+  while (i < FallbackStats::kBuckets - 1 && size > kBounds[i]) ++i;
+  return i;
+}
+constexpr std::uint64_t kFallbackBounds[FallbackStats::kBuckets] = {512,    1024,    4096,    16384,
+                                                                    65536,  262144,  1048576, UINT64_MAX};
+
+constexpr std::uint32_t kNoShardTag = 0xFE00;  // matches no slab tag (owners are <= kMaxShards)
+
+bool parse_unsigned(const char* text, long long& out) noexcept {
+  if (text == nullptr || *text == '\0') return false;
+  char* end = nullptr;
+  long long v = std::strtoll(text, &end, 10);
+  if (end == text || *end != '\0') return false;
+  out = v;
+  return true;
+}
+
+}  // namespace
+
+// The parts of the allocator the fast path never reads.
+struct SmallPoolAllocator::Internals {
+  struct LegacyBucket {
+    explicit LegacyBucket(SlabSpace& space) noexcept : pool(space, kLegacyOwner, 1) {}
+    InstrumentedLock lock;
+    LockStats lock_stats;
+    SlabPool pool;
+    std::uint64_t allocations = 0;  // under lock
+    std::uint64_t frees = 0;        // under lock
+  };
+  // A deferred queue whose owner has no lock of its own (legacy buckets, fallback).
+  struct DeferredList {
+    DeferredQueue queue;
+    std::mutex mutex;
+    DeferredNode* pending = nullptr;  // under mutex
+    std::uint64_t pending_count = 0;  // under mutex
+  };
+
+  MetaArena arena;
+  std::mutex shards_mutex;  // creating shards
+  std::atomic<Shard*> shards[kMaxShards] = {};
+  std::atomic<std::uint32_t> shards_created{0};
+  LegacyBucket* legacy[kNumClasses] = {};
+  std::array<std::atomic<std::uint64_t>, kNumClasses> legacy_deferred_in{};
+  DeferredList legacy_deferred;
+  DeferredList fallback_deferred;
+
+  std::atomic<std::uint64_t> fallback_allocs{0};
+  std::atomic<std::uint64_t> fallback_frees{0};
+  std::atomic<std::uint64_t> fallback_resizes{0};
+  std::atomic<std::uint64_t> fallback_remaps{0};
+  std::atomic<std::int64_t> fallback_live{0};
+  std::array<std::atomic<std::uint64_t>, FallbackStats::kBuckets> fallback_buckets{};
+  std::atomic<std::uint64_t> shard_misses{0};
+
+  std::mutex registry_mutex;  // guards `threads` and the claimed flags and counters folding
+  ThreadState* threads = nullptr;
+};
+
+// ---- construction -----------------------------------------------------------------------
+
+Options Options::from_environment() noexcept {
+  Options o;
+  Mode mode;
+  if (const char* m = platform::env("SYDRA_ALLOC_MODE"); m != nullptr && parse_mode(m, mode)) o.mode = mode;
+  long long v = 0;
+  if (parse_unsigned(platform::env("SYDRA_ALLOC_SHARDS"), v)) o.shards = static_cast<int>(v);
+  if (parse_unsigned(platform::env("SYDRA_ALLOC_RESERVE_MB"), v) && v > 0)
+    o.reserve_bytes = static_cast<std::size_t>(v) << 20;
+  return o;
+}
+
+namespace {
+std::uint32_t resolve_shards(int shards) noexcept {
+  if (shards < 0) shards = static_cast<int>(platform::cpu_count());
+  return shards > static_cast<int>(kMaxShards) ? kMaxShards : static_cast<std::uint32_t>(shards);
+}
+}  // namespace
+
+SmallPoolAllocator::SmallPoolAllocator(const Options& options) noexcept
+    : serial_(0),
+      space_(options.reserve_bytes, options.slab_bytes),
+      tags_(space_.tags()),
+      base_(space_.base()),
+      span_(space_.span()),
+      slab_shift_(space_.slab_shift()),
+      slot_(0),
+      options_(options),
+      mode_(options.mode) {
+  SYDRA_CHECK(space_.valid(), "could not reserve %zu bytes of address space for slabs", options.reserve_bytes);
+  void* pages = platform::map_pages(sizeof(Internals));
+  if (pages == nullptr) fatal("out of memory for allocator metadata");
+  in_ = new (pages) Internals();
+  for (std::uint32_t c = 0; c < kNumClasses; ++c)
+    in_->legacy[c] = new (in_->arena.allocate(sizeof(Internals::LegacyBucket))) Internals::LegacyBucket(space_);
+  set_shard_count(resolve_shards(options.shards));
+
+  std::lock_guard<std::mutex> guard(g_registry.mutex);
+  if (!g_registry.exit_key_created) {
+    SYDRA_CHECK(pthread_key_create(&g_registry.exit_key, thread_exit_hook) == 0,
+                "pthread_key_create failed: no thread-exit hook");
+    g_registry.exit_key_created = true;
+  }
+  std::uint32_t slot = 0;
+  while (slot < kMaxAllocators && g_registry.by_slot[slot] != nullptr) ++slot;
+  SYDRA_CHECK(slot < kMaxAllocators, "more than %u SmallPoolAllocator instances alive", kMaxAllocators);
+  slot_ = slot;
+  serial_ = g_registry.next_serial++;
+  g_registry.by_slot[slot] = this;
+  g_registry.serial[slot] = serial_;
+}
+
+SmallPoolAllocator::~SmallPoolAllocator() {
+  {
+    std::lock_guard<std::mutex> guard(g_registry.mutex);
+    g_registry.by_slot[slot_] = nullptr;
+    g_registry.serial[slot_] = 0;
+  }
+  ThreadSlots& slots = detail::tls_slots;
+  if (slots.last_serial == serial_) slots.last_serial = 0;
+  // Fallback blocks still waiting for their epoch are freed now: no reader can outlive us.
+  std::uint64_t unused = 0;
+  in_->fallback_deferred.queue.drain(in_->fallback_deferred.pending, unused, UINT64_MAX,
+                                     [](void* p) { std::free(p); });
+  for (std::uint32_t i = 0; i < kMaxShards; ++i)
+    if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) s->~Shard();
+  for (auto* bucket : in_->legacy) bucket->~LegacyBucket();
+  in_->~Internals();
+  platform::unmap_pages(in_, sizeof(Internals));
+}
+
+Shard& SmallPoolAllocator::shard(std::uint32_t i) const noexcept {
+  return *in_->shards[i].load(std::memory_order_acquire);
+}
+
+Shard* SmallPoolAllocator::ensure_shard(std::uint32_t i) noexcept {
+  if (Shard* s = in_->shards[i].load(std::memory_order_acquire)) return s;
+  std::lock_guard<std::mutex> guard(in_->shards_mutex);
+  if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) return s;
+  auto* s = new (in_->arena.allocate(sizeof(Shard))) Shard(space_, i, options_.retained_empty_slabs);
+  in_->shards[i].store(s, std::memory_order_release);
+  std::uint32_t created = in_->shards_created.load(std::memory_order_relaxed);
+  if (i + 1 > created) in_->shards_created.store(i + 1, std::memory_order_release);
+  return s;
+}
+
+void SmallPoolAllocator::set_shard_count(std::uint32_t count) noexcept {
+  if (count > kMaxShards) count = kMaxShards;
+  for (std::uint32_t i = 0; i < count; ++i) ensure_shard(i);
+  shard_count_.store(count, std::memory_order_release);
+}
+
+// ---- threads ------------------------------------------------------------------------------
+
+void thread_exit_hook(void*) noexcept {
+  ThreadSlots& slots = detail::tls_slots;
+  slots.exiting = true;  // from here on this thread allocates straight from shards
+  slots.last_serial = 0;
+  slots.last_state = nullptr;
+  std::lock_guard<std::mutex> guard(g_registry.mutex);
+  for (std::uint32_t i = 0; i < kMaxAllocators; ++i) {
+    ThreadSlots::Entry& e = slots.entries[i];
+    if (e.state != nullptr && g_registry.by_slot[i] != nullptr && g_registry.serial[i] == e.serial)
+      g_registry.by_slot[i]->release_state(*e.state);
+    e = {};
+  }
+}
+
+ThreadState* SmallPoolAllocator::thread_state() noexcept {
+  ThreadSlots& slots = detail::tls_slots;
+  if (SYDRA_UNLIKELY(slots.exiting)) return nullptr;
+  ThreadSlots::Entry& entry = slots.entries[slot_];
+  if (entry.serial == serial_ && entry.state != nullptr) {
+    slots.last_serial = serial_;
+    slots.last_state = entry.state;
+    return entry.state;
+  }
+
+  ThreadState* st = nullptr;
+  {
+    std::lock_guard<std::mutex> guard(in_->registry_mutex);
+    for (ThreadState* t = in_->threads; t != nullptr; t = t->next)
+      if (!t->claimed) {
+        st = t;
+        break;
+      }
+    if (st == nullptr) {
+      st = new (in_->arena.allocate(sizeof(ThreadState))) ThreadState{};
+      st->next = in_->threads;
+      in_->threads = st;
+    }
+    st->claimed = true;
+    for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+      const std::uint32_t limit = 2 * class_batch(c);
+      st->bins[c] = Bin{nullptr, static_cast<std::int32_t>(limit), limit, 0, 0};
+    }
+    st->cross_shard_frees = 0;
+    st->record = epoch_.acquire_record();
+    std::uint32_t count = shard_count();
+    if (count == 0) {
+      st->shard = kNoShard;
+      st->shard_tag = kNoShardTag;
+    } else {
+      st->shard = next_shard_.fetch_add(1, std::memory_order_relaxed) % count;
+      st->shard_tag = make_tag(st->shard, 0);
+      st->record->shard.store(st->shard, std::memory_order_relaxed);
+    }
+  }
+  // Publish before arming the exit hook: pthread_setspecific may allocate, and that
+  // allocation must find this state rather than make another.
+  entry = {serial_, st};
+  slots.last_serial = serial_;
+  slots.last_state = st;
+  if (!slots.exit_hook_armed) {
+    slots.exit_hook_armed = true;
+    pthread_setspecific(g_registry.exit_key, &slots);
+  }
+  return st;
+}
+
+void SmallPoolAllocator::flush_all_bins(ThreadState& st) noexcept {
+  if (st.shard == kNoShard) return;
+  Shard& sh = shard(st.shard);
+  ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+  for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+    Bin& bin = st.bins[c];
+    if (bin.head == nullptr) continue;
+    const std::uint32_t count = bin.count();
+    sh.pool.put_chain(bin.head, c);
+    ++sh.pool.class_pool(c).flushes;
+    bin.head = nullptr;
+    counter_add(bin.moved, std::uint64_t{0} - count);
+    counter_add(bin.room, static_cast<std::int32_t>(count));
+  }
+}
+
+void SmallPoolAllocator::fold_counters(ThreadState& st) noexcept {
+  if (st.shard == kNoShard) return;
+  Shard& sh = shard(st.shard);
+  ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+  sh.retired += st.counters();
+  // Restart the derived counters from an empty bin (flush_all_bins ran first).
+  for (Bin& bin : st.bins) {
+    SYDRA_ASSERT(bin.head == nullptr, "folding counters of a thread with cached blocks");
+    counter_add(bin.frees, std::uint64_t{0} - bin.frees);
+    counter_add(bin.moved, std::uint64_t{0} - bin.moved);
+  }
+  counter_add(st.cross_shard_frees, std::uint64_t{0} - st.cross_shard_frees);
+}
+
+void SmallPoolAllocator::release_state(ThreadState& st) noexcept {
+  flush_all_bins(st);
+  std::lock_guard<std::mutex> guard(in_->registry_mutex);
+  fold_counters(st);
+  epoch_.release_record(st.record);
+  st.record = nullptr;
+  st.claimed = false;
+}
+
+void SmallPoolAllocator::release_thread() noexcept {
+  ThreadSlots& slots = detail::tls_slots;
+  ThreadSlots::Entry& entry = slots.entries[slot_];
+  if (entry.serial != serial_ || entry.state == nullptr) return;
+  release_state(*entry.state);
+  entry = {};
+  if (slots.last_serial == serial_) {
+    slots.last_serial = 0;
+    slots.last_state = nullptr;
+  }
+}
+
+std::uint32_t SmallPoolAllocator::bind_current_thread(std::uint32_t target) noexcept {
+  std::uint32_t count = shard_count();
+  if (count == 0) return kNoShard;
+  target %= count;
+  ThreadState* st = thread_state();
+  if (st == nullptr) return kNoShard;
+  if (st->shard == target) return target;
+  flush_all_bins(*st);
+  std::lock_guard<std::mutex> guard(in_->registry_mutex);
+  fold_counters(*st);
+  st->shard = target;
+  st->shard_tag = make_tag(target, 0);
+  st->record->shard.store(target, std::memory_order_relaxed);
+  return target;
+}
+
+std::uint32_t SmallPoolAllocator::current_shard() noexcept {
+  ThreadState* st = thread_state();
+  return st != nullptr ? st->shard : kNoShard;
+}
+
+void SmallPoolAllocator::flush_thread_cache() noexcept {
+  if (ThreadState* st = thread_state()) flush_all_bins(*st);
+}
+
+// ---- allocation slow paths --------------------------------------------------------------
+
+void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noexcept {
+  if (align > kMinBlock) {
+    if ((align & (align - 1)) != 0) return nullptr;
+    if (align <= kMaxSmallSize && size <= kMaxSmallSize) {
+      // Classes of 32 bytes and up whose size is a multiple of `align` are aligned to it
+      // (slabs are slab-size aligned): round the request up to the alignment.
+      std::size_t rounded = ((size == 0 ? 1 : size) + align - 1) & ~(align - 1);
+      if (rounded <= kMaxSmallSize) return allocate(rounded, kMinBlock);
+    }
+    return allocate_fallback(size, align);
+  }
+  if (size > kMaxSmallSize) return allocate_fallback(size, kMinBlock);
+
+  const std::uint32_t cls = size_to_class(size);
+  const Mode m = mode();
+  if (m == Mode::system) return allocate_fallback(size, kMinBlock);
+  if (m == Mode::legacy) return allocate_legacy(cls);
+
+  ThreadState* st = thread_state();
+  if (st != nullptr && st->shard == kNoShard && shard_count() > 0) bind_current_thread(next_shard_.fetch_add(1));
+  if (st != nullptr && st->shard != kNoShard) {
+    Bin& bin = st->bins[cls];
+    if (bin.head == nullptr) {
+      Shard& sh = shard(st->shard);
+      void* chain = nullptr;
+      std::uint32_t got;
+      {
+        ScopedLock guard(sh.lock, sh.lock_stats[cls]);
+        // Reuse what other shards' threads gave back before carving more.
+        if (sh.pending_count != 0 || sh.deferred.maybe_nonempty()) {
+          epoch_.try_advance();
+          sh.collect(epoch_.min_observed());
+        }
+        got = sh.pool.take(cls, class_batch(cls), &chain);
+        ++sh.pool.class_pool(cls).refills;
+      }
+      bin.head = chain;
+      counter_add(bin.moved, std::uint64_t{got});
+      counter_add(bin.room, -static_cast<std::int32_t>(got));
+    }
+    if (bin.head != nullptr) {
+      void* block = bin.head;
+      bin.head = track::read_link(block);
+      counter_add(bin.room, 1);
+      space_.debug_mark_allocated(block, cls);
+      track::on_alloc(block, class_to_size(cls));
+      return block;
+    }
+  } else if (st == nullptr && shard_count() > 0) {
+    // The thread is exiting and has no cache any more: straight from shard 0, under its lock.
+    Shard& sh = shard(0);
+    void* block = nullptr;
+    {
+      ScopedLock guard(sh.lock, sh.lock_stats[cls]);
+      if (sh.pool.take(cls, 1, &block) == 1) ++sh.retired.allocs[cls];
+    }
+    if (block != nullptr) {
+      space_.debug_mark_allocated(block, cls);
+      track::on_alloc(block, class_to_size(cls));
+      return block;
+    }
+  }
+  // Sharding is off, or the slab range is exhausted: legacy bucket, then the system.
+  in_->shard_misses.fetch_add(1, std::memory_order_relaxed);
+  return allocate_legacy(cls);
+}
+
+void* SmallPoolAllocator::allocate_legacy(std::uint32_t cls) noexcept {
+  Internals::LegacyBucket& bucket = *in_->legacy[cls];
+  void* block = nullptr;
+  {
+    ScopedLock guard(bucket.lock, bucket.lock_stats);
+    if (bucket.pool.take(cls, 1, &block) == 1) ++bucket.allocations;
+  }
+  if (block == nullptr) return allocate_fallback(class_to_size(cls), kMinBlock);
+  space_.debug_mark_allocated(block, cls);
+  track::on_alloc(block, class_to_size(cls));
+  return block;
+}
+
+void* SmallPoolAllocator::allocate_fallback(std::size_t size, std::size_t align) noexcept {
+  void* p = nullptr;
+  // At least 16 bytes, so a retired fallback block can carry a DeferredNode.
+  if (align <= kMinBlock) {
+    p = std::malloc(size < kMinBlock ? kMinBlock : size);
+  } else if (posix_memalign(&p, align, size < align ? align : size) != 0) {
+    p = nullptr;
+  }
+  if (p == nullptr) return nullptr;
+  in_->fallback_allocs.fetch_add(1, std::memory_order_relaxed);
+  in_->fallback_buckets[fallback_bucket(size)].fetch_add(1, std::memory_order_relaxed);
+  in_->fallback_live.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  return p;
+}
+
+// ---- free slow paths --------------------------------------------------------------------
+
+void SmallPoolAllocator::deallocate_slow(void* p) noexcept {
+  if (p == nullptr) return;
+  if (!owns(p)) {
+    free_fallback(p);
+    return;
+  }
+  std::uint16_t tag = space_.tag_of(p);
+  SYDRA_CHECK(tag != kFreeSlabTag, "invalid free of %p: inside the slab range but in no allocated slab", p);
+  free_owned(p, tag);
+}
+
+void SmallPoolAllocator::free_owned(void* p, std::uint16_t tag) noexcept {
+  const std::uint32_t owner = tag_owner(tag);
+  const std::uint32_t cls = tag_class(tag);
+  space_.debug_mark_free(p, cls, "free");
+  track::on_free(p, class_to_size(cls));
+
+  if (owner == kLegacyOwner) {
+    Internals::LegacyBucket& bucket = *in_->legacy[cls];
+    ScopedLock guard(bucket.lock, bucket.lock_stats);
+    bucket.pool.put(p, space_.meta_of(p));
+    ++bucket.frees;
+    return;
+  }
+  ThreadState* st = thread_state();
+  if (st != nullptr && st->shard == owner) {
+    // Same as the fast path; reached when this thread last used another allocator.
+    Bin& bin = st->bins[cls];
+    track::write_link(p, bin.head);
+    bin.head = p;
+    counter_add(bin.frees, std::uint64_t{1});
+    counter_add(bin.room, -1);
+    if (bin.room < 0) flush_bin(*st, cls);
+    return;
+  }
+  if (st == nullptr && owner == 0) {
+    // Exiting thread, block of shard 0 (where such threads allocate): straight back.
+    Shard& sh = shard(0);
+    ScopedLock guard(sh.lock, sh.lock_stats[cls]);
+    sh.pool.put(p, space_.meta_of(p));
+    ++sh.retired.frees[cls];
+    return;
+  }
+  // Cross-shard free: onto the owner's deferred queue, reclaimed once the epoch passes.
+  if (st != nullptr) counter_add(st->cross_shard_frees, std::uint64_t{1});
+  track::unpoison(p, sizeof(DeferredNode));
+  shard(owner).defer(p, cls, epoch_.current());
+}
+
+void SmallPoolAllocator::flush_bin(ThreadState& st, std::uint32_t cls) noexcept {
+  // Keep the most recently freed batch (likely still in cache); give the older rest back.
+  Bin& bin = st.bins[cls];
+  const std::uint32_t keep = class_batch(cls);
+  void* last_kept = bin.head;
+  for (std::uint32_t i = 1; i < keep; ++i) last_kept = track::read_link(last_kept);
+  void* rest = track::read_link(last_kept);
+  track::write_link(last_kept, nullptr);
+  const std::uint32_t flushed = bin.count() - keep;
+  Shard& sh = shard(st.shard);
+  {
+    ScopedLock guard(sh.lock, sh.lock_stats[cls]);
+    sh.pool.put_chain(rest, cls);
+    ++sh.pool.class_pool(cls).flushes;
+  }
+  counter_add(bin.moved, std::uint64_t{0} - flushed);
+  counter_add(bin.room, static_cast<std::int32_t>(flushed));
+}
+
+void SmallPoolAllocator::free_fallback(void* p) noexcept {
+#if SYDRA_ALLOC_DEBUG
+  {
+    std::lock_guard<std::mutex> guard(g_registry.mutex);
+    for (std::uint32_t i = 0; i < kMaxAllocators; ++i) {
+      SmallPoolAllocator* other = g_registry.by_slot[i];
+      SYDRA_CHECK(other == nullptr || other == this || !other->owns(p),
+                  "wrong owner: %p belongs to another SmallPoolAllocator (#%llu) but was freed through #%llu",
+                  p, static_cast<unsigned long long>(g_registry.serial[i]),
+                  static_cast<unsigned long long>(serial_));
+    }
+  }
+#endif
+  in_->fallback_frees.fetch_add(1, std::memory_order_relaxed);
+  in_->fallback_live.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  std::free(p);
+}
+
+void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
+  if (p == nullptr) return allocate(size);
+  if (size == 0) {
+    deallocate(p);
+    return nullptr;
+  }
+  if (owns(p)) {
+    const std::size_t old_size = class_to_size(tag_class(space_.tag_of(p)));
+    if (size <= old_size && size_to_class(size) == tag_class(space_.tag_of(p))) return p;
+    void* q = allocate(size);
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, p, old_size < size ? old_size : size);
+    deallocate(p);
+    return q;
+  }
+  const std::size_t old_usable = malloc_usable_size(p);
+  if (size <= kMaxSmallSize && mode() != Mode::system) {
+    void* q = allocate(size);  // back into the pool
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, p, old_usable < size ? old_usable : size);
+    free_fallback(p);
+    return q;
+  }
+  void* q = std::realloc(p, size);
+  if (q == nullptr) return nullptr;
+  (q == p ? in_->fallback_resizes : in_->fallback_remaps).fetch_add(1, std::memory_order_relaxed);
+  in_->fallback_live.fetch_add(
+      static_cast<std::int64_t>(malloc_usable_size(q)) - static_cast<std::int64_t>(old_usable),
+      std::memory_order_relaxed);
+  return q;
+}
+
+std::size_t SmallPoolAllocator::usable_size(const void* p) const noexcept {
+  if (p == nullptr) return 0;
+  if (owns(p)) return class_to_size(tag_class(space_.tag_of(p)));
+  return malloc_usable_size(const_cast<void*>(p));
+}
+
+// ---- epochs -------------------------------------------------------------------------------
+
+void SmallPoolAllocator::retire(void* p) noexcept {
+  if (p == nullptr) return;
+  const std::uint64_t epoch = epoch_.current();
+  if (!owns(p)) {
+    in_->fallback_deferred.queue.push(p, epoch);
+    return;
+  }
+  const std::uint16_t tag = space_.tag_of(p);
+  SYDRA_CHECK(tag != kFreeSlabTag, "invalid retire of %p: inside the slab range but in no allocated slab", p);
+  const std::uint32_t owner = tag_owner(tag);
+  const std::uint32_t cls = tag_class(tag);
+  space_.debug_mark_free(p, cls, "retire");
+  track::on_free(p, class_to_size(cls));
+  track::unpoison(p, sizeof(DeferredNode));
+  if (owner == kLegacyOwner) {
+    in_->legacy_deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
+    in_->legacy_deferred.queue.push(p, epoch);
+  } else {
+    shard(owner).defer(p, cls, epoch);
+  }
+}
+
+void SmallPoolAllocator::enter_epoch() noexcept {
+  if (ThreadState* st = thread_state()) epoch_.enter(*st->record);
+}
+void SmallPoolAllocator::leave_epoch() noexcept {
+  if (ThreadState* st = thread_state()) epoch_.leave(*st->record);
+}
+void SmallPoolAllocator::qsbr_online() noexcept {
+  if (ThreadState* st = thread_state()) epoch_.online(*st->record);
+}
+void SmallPoolAllocator::qsbr_offline() noexcept {
+  if (ThreadState* st = thread_state()) epoch_.offline(*st->record);
+}
+void SmallPoolAllocator::quiescent() noexcept {
+  if (ThreadState* st = thread_state()) epoch_.quiescent(*st->record);
+}
+bool SmallPoolAllocator::advance_epoch() noexcept { return epoch_.try_advance(); }
+
+std::size_t SmallPoolAllocator::collect_garbage() noexcept {
+  const std::uint64_t safe = epoch_.min_observed();
+  std::size_t reclaimed = 0;
+  const std::uint32_t created = in_->shards_created.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < created; ++i) {
+    Shard& sh = shard(i);
+    ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+    reclaimed += sh.collect(safe);
+  }
+  {
+    auto& list = in_->legacy_deferred;
+    std::lock_guard<std::mutex> guard(list.mutex);
+    reclaimed += list.queue.drain(list.pending, list.pending_count, safe, [this](void* block) {
+      SlabMeta& slab = space_.meta_of(block);
+      Internals::LegacyBucket& bucket = *in_->legacy[slab.cls];
+      ScopedLock bucket_guard(bucket.lock, bucket.lock_stats);
+      ++bucket.pool.class_pool(slab.cls).reclaimed;
+      bucket.pool.put(block, slab);
+    });
+  }
+  {
+    auto& list = in_->fallback_deferred;
+    std::lock_guard<std::mutex> guard(list.mutex);
+    reclaimed += list.queue.drain(list.pending, list.pending_count, safe, [this](void* block) {
+      in_->fallback_frees.fetch_add(1, std::memory_order_relaxed);
+      in_->fallback_live.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(block)),
+                                   std::memory_order_relaxed);
+      std::free(block);
+    });
+  }
+  return reclaimed;
+}
+
+// ---- telemetry ----------------------------------------------------------------------------
+
+AllocatorStats SmallPoolAllocator::snapshot() const {
+  AllocatorStats out;
+  out.mode = mode();
+  out.shard_count = shard_count();
+  out.shard_enabled = out.mode == Mode::sharded && out.shard_count > 0;
+  out.slab_bytes = static_cast<std::uint32_t>(space_.slab_bytes());
+  const std::uint32_t created = in_->shards_created.load(std::memory_order_acquire);
+  out.shards.resize(created);  // allocate before taking any lock
+
+  std::array<std::array<std::uint64_t, kNumClasses>, kMaxShards> cached{};
+  {
+    std::lock_guard<std::mutex> registry(in_->registry_mutex);
+    for (ThreadState* t = in_->threads; t != nullptr; t = t->next) {
+      if (!t->claimed || t->shard == kNoShard || t->shard >= created) continue;
+      ShardStats& s = out.shards[t->shard];
+      const ThreadCounters c = t->counters();
+      for (std::uint32_t k = 0; k < kNumClasses; ++k) {
+        s.classes[k].allocations += c.allocs[k];
+        s.classes[k].frees += c.frees[k];
+        cached[t->shard][k] += t->bins[k].count();
+      }
+      s.cross_shard_frees += c.cross_shard_frees;
+      ++s.threads;
+    }
+    for (std::uint32_t i = 0; i < created; ++i) {
+      Shard& sh = shard(i);
+      ShardStats& s = out.shards[i];
+      s.id = i;
+      s.epoch_min = epoch_.min_observed(i);
+      ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+      s.empty_slabs = sh.pool.empty_slabs();
+      s.cross_shard_frees += sh.retired.cross_shard_frees;
+      for (std::uint32_t k = 0; k < kNumClasses; ++k) {
+        const ClassPool& pool = sh.pool.class_pool(k);
+        ClassStats& cs = s.classes[k];
+        cs.size = class_to_size(k);
+        cs.allocations += sh.retired.allocs[k];
+        cs.deferred_enqueued = sh.deferred_in[k].load(std::memory_order_relaxed);
+        cs.frees += sh.retired.frees[k] + cs.deferred_enqueued;
+        cs.cached = cached[i][k];
+        cs.free_blocks = pool.free_blocks;
+        cs.high_water = pool.high_water;
+        cs.refills = pool.refills;
+        cs.flushes = pool.flushes;
+        cs.slabs = pool.slabs;
+        cs.deferred_reclaimed = pool.reclaimed;
+        cs.deferred_pending = cs.deferred_enqueued - cs.deferred_reclaimed;
+        const std::uint64_t held = cs.cached + cs.deferred_pending;
+        cs.in_use = pool.blocks_out > held ? pool.blocks_out - held : 0;
+      }
+    }
+  }
+  for (std::uint32_t i = 0; i < created; ++i) {
+    ShardStats& s = out.shards[i];
+    const Shard& sh = shard(i);
+    for (std::uint32_t k = 0; k <= kNumClasses; ++k) {
+      const LockStats& ls = sh.lock_stats[k];
+      const std::uint64_t acq = ls.acquisitions.load(std::memory_order_relaxed);
+      const std::uint64_t con = ls.contention.load(std::memory_order_relaxed);
+      const std::uint64_t wait = ls.wait_ns.load(std::memory_order_relaxed);
+      const std::uint64_t hold = ls.hold_ns.load(std::memory_order_relaxed);
+      s.lock_acquisitions += acq;
+      s.lock_contention += con;
+      s.lock_wait_ns += wait;
+      s.lock_hold_ns += hold;
+      if (k < kNumClasses) {
+        s.classes[k].lock_acquisitions = acq;
+        s.classes[k].lock_contention = con;
+        s.classes[k].lock_wait_ns = wait;
+        s.classes[k].lock_hold_ns = hold;
+      }
+    }
+    for (const ClassStats& cs : s.classes) {
+      out.shard_alloc_hits += cs.allocations;
+      out.shard_deferred_total += cs.deferred_enqueued;
+    }
+  }
+
+  for (std::uint32_t k = 0; k < kNumClasses; ++k) {
+    Internals::LegacyBucket& bucket = *in_->legacy[k];
+    ClassStats& cs = out.legacy[k];
+    cs.size = class_to_size(k);
+    {
+      ScopedLock guard(bucket.lock, bucket.lock_stats);
+      const ClassPool& pool = bucket.pool.class_pool(k);
+      cs.allocations = bucket.allocations;
+      cs.deferred_enqueued = in_->legacy_deferred_in[k].load(std::memory_order_relaxed);
+      cs.frees = bucket.frees + cs.deferred_enqueued;
+      cs.free_blocks = pool.free_blocks;
+      cs.high_water = pool.high_water;
+      cs.slabs = pool.slabs;
+      cs.deferred_reclaimed = pool.reclaimed;
+      cs.deferred_pending = cs.deferred_enqueued - cs.deferred_reclaimed;
+      cs.in_use = pool.blocks_out > cs.deferred_pending ? pool.blocks_out - cs.deferred_pending : 0;
+    }
+    cs.lock_acquisitions = bucket.lock_stats.acquisitions.load(std::memory_order_relaxed);
+    cs.lock_contention = bucket.lock_stats.contention.load(std::memory_order_relaxed);
+    cs.lock_wait_ns = bucket.lock_stats.wait_ns.load(std::memory_order_relaxed);
+    cs.lock_hold_ns = bucket.lock_stats.hold_ns.load(std::memory_order_relaxed);
+  }
+
+  for (std::uint32_t k = 0; k < kNumClasses; ++k) {
+    ClassStats& b = out.buckets[k];
+    b = out.legacy[k];
+    for (const ShardStats& s : out.shards) b += s.classes[k];
+    b.size = class_to_size(k);
+  }
+  out.shard_alloc_misses = in_->shard_misses.load(std::memory_order_relaxed);
+
+  const std::uint64_t current = epoch_.current();
+  out.epoch.current = current;
+  out.epoch.min_observed = epoch_.min_observed();
+  out.epoch.lag = current - out.epoch.min_observed;
+  out.epoch.advances = epoch_.advances();
+  out.epoch.threads = epoch_.records_claimed();
+  out.epoch.active_readers = epoch_.records_active();
+
+  FallbackStats& f = out.fallback;
+  f.allocs = in_->fallback_allocs.load(std::memory_order_relaxed);
+  f.frees = in_->fallback_frees.load(std::memory_order_relaxed);
+  f.resizes = in_->fallback_resizes.load(std::memory_order_relaxed);
+  f.remaps = in_->fallback_remaps.load(std::memory_order_relaxed);
+  const std::int64_t live = in_->fallback_live.load(std::memory_order_relaxed);
+  f.live_bytes = live > 0 ? static_cast<std::uint64_t>(live) : 0;
+  for (std::size_t i = 0; i < FallbackStats::kBuckets; ++i)
+    f.size_buckets[i] = {kFallbackBounds[i], in_->fallback_buckets[i].load(std::memory_order_relaxed)};
+
+  MemoryStats& m = out.memory;
+  m.reserved_bytes = space_.span();
+  m.committed_bytes = space_.committed_bytes();
+  m.resident_bytes = space_.resident_bytes();
+  m.returned_bytes = space_.returned_bytes();
+  for (const ClassStats& b : out.buckets) m.pool_live_bytes += b.in_use * b.size;
+  m.live_bytes = m.pool_live_bytes + f.live_bytes;
+  m.process_resident_bytes = platform::process_resident_bytes();
+  m.fragmentation = m.committed_bytes == 0
+                        ? 0.0
+                        : 1.0 - static_cast<double>(m.pool_live_bytes) / static_cast<double>(m.committed_bytes);
+  return out;
+}
+
+bool SmallPoolAllocator::is_valid() const noexcept {
+  const std::uint32_t created = in_->shards_created.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < created; ++i) {
+    Shard& sh = shard(i);
+    ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+    if (!sh.pool.is_valid()) return false;
+  }
+  for (auto* bucket : in_->legacy) {
+    ScopedLock guard(bucket->lock, bucket->lock_stats);
+    if (!bucket->pool.is_valid()) return false;
+  }
+  return true;
+}
+
+// ---- the process-wide instance --------------------------------------------------------------
+
+SmallPoolAllocator& default_allocator() noexcept {
+  // Placement into static storage and never destroyed: static destructors and thread-exit
+  // hooks that run after main may still free through it.
+  alignas(SmallPoolAllocator) static unsigned char storage[sizeof(SmallPoolAllocator)];
+  static SmallPoolAllocator* const instance = new (storage) SmallPoolAllocator(Options::from_environment());
+  return *instance;
+}
+
+}  // namespace sydra::alloc

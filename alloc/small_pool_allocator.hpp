@@ -1,0 +1,226 @@
+// sydra::alloc::SmallPoolAllocator — the allocator facade.
+//
+// Allocation order: the thread's cache → its shard (batch refill under the shard lock) →
+// the legacy bucket of the size class → the system allocator. Free mirrors it, routed by
+// address: a block inside the slab range goes back to its owner (the thread cache when the
+// thread's shard owns it, the owner's deferred queue when another shard does, the legacy
+// bucket for legacy slabs); any other pointer goes to the system allocator.
+//
+// The fast paths below are what callers inline. Their cost, x86-64 g++ -O2 (counted in
+// docs/allocator.md from the disassembly of bench_alloc):
+//   allocate: size/alignment test, TLS serial check, class table load, pop the bin.
+//   deallocate: range test, TLS serial check, tag load, owner compare, push the bin,
+//               count compare against the flush limit.
+// Everything else — refills, flushes, cross-shard frees, legacy, fallback, first use on a
+// thread — is behind SYDRA_SLOW_PATH in small_pool_allocator.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include "config.hpp"
+#include "size_class.hpp"
+#include "slab.hpp"
+#include "stats.hpp"
+#include "thread_cache.hpp"
+#include "track.hpp"
+
+namespace sydra::alloc {
+
+struct Options {
+  Mode mode = Mode::sharded;
+  // Shards: > 0 that many (at most kMaxShards); 0 = sharding off (small sizes go to the
+  // legacy buckets); < 0 = one per CPU. Compiled default: SYDRA_ALLOCATOR_SHARDS.
+  int shards = SYDRA_ALLOCATOR_SHARDS;
+  std::size_t reserve_bytes = std::size_t{16} << 30;  // virtual range for slabs
+  std::size_t slab_bytes = std::size_t{64} << 10;     // power of two, >= 4096
+  std::uint32_t retained_empty_slabs = 4;  // empty slabs a shard keeps committed; beyond, madvise
+
+  // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
+  // SYDRA_ALLOC_SHARDS (integer) and SYDRA_ALLOC_RESERVE_MB. Never allocates.
+  static Options from_environment() noexcept;
+};
+
+class SmallPoolAllocator {
+ public:
+  explicit SmallPoolAllocator(const Options& options = Options{}) noexcept;
+  ~SmallPoolAllocator();
+  SmallPoolAllocator(const SmallPoolAllocator&) = delete;
+  SmallPoolAllocator& operator=(const SmallPoolAllocator&) = delete;
+
+  // ---- allocation -------------------------------------------------------------------
+  // size 0 gives a unique 16-byte block. align must be a power of two (else nullptr);
+  // alignments up to 16 are free, up to 256 are served from a class whose size is a
+  // multiple of the alignment, above 256 by the system allocator. nullptr when out of memory.
+  void* allocate(std::size_t size, std::size_t align = kMinBlock) noexcept;
+  // nullptr is a no-op; a pointer the pool does not own goes to the system allocator.
+  void deallocate(void* p) noexcept;
+  // Sized free: the size given to allocate (debug builds check it matches the block).
+  void deallocate(void* p, std::size_t size) noexcept;
+  // realloc semantics: nullptr p allocates; size 0 frees and returns nullptr; on failure
+  // the old block is untouched and nullptr is returned.
+  void* reallocate(void* p, std::size_t size) noexcept;
+  // Bytes usable at p: the class size for pool blocks, malloc_usable_size otherwise.
+  std::size_t usable_size(const void* p) const noexcept;
+  // Whether p lies in this allocator's slab range (a range check; no memory is read).
+  bool owns(const void* p) const noexcept { return space_.contains(p); }
+
+  // ---- epochs -------------------------------------------------------------------------
+  // Frees p once every thread now inside a read section has left it (epoch-deferred).
+  void retire(void* p) noexcept;
+  void enter_epoch() noexcept;
+  void leave_epoch() noexcept;
+  class EpochGuard {
+   public:
+    explicit EpochGuard(SmallPoolAllocator& a) noexcept : a_(a) { a_.enter_epoch(); }
+    ~EpochGuard() { a_.leave_epoch(); }
+    EpochGuard(const EpochGuard&) = delete;
+    EpochGuard& operator=(const EpochGuard&) = delete;
+
+   private:
+    SmallPoolAllocator& a_;
+  };
+  // QSBR: an online thread holds reclamation back until its next quiescent point.
+  void qsbr_online() noexcept;
+  void qsbr_offline() noexcept;
+  void quiescent() noexcept;
+  // Moves the global epoch on if every thread in a read section has observed it.
+  bool advance_epoch() noexcept;
+  // Returns every deferred block whose epoch has passed to its owner; returns how many.
+  std::size_t collect_garbage() noexcept;
+  std::uint64_t current_epoch() const noexcept { return epoch_.current(); }
+
+  // ---- threads and shards -------------------------------------------------------------
+  // Binds the calling thread to shard `shard % shard_count()` (flushing its cache first).
+  // Returns the shard bound, or kNoShard when sharding is off.
+  static constexpr std::uint32_t kNoShard = ~0u;
+  std::uint32_t bind_current_thread(std::uint32_t shard) noexcept;
+  std::uint32_t current_shard() noexcept;
+  // Gives the calling thread's cached blocks back to its shard.
+  void flush_thread_cache() noexcept;
+  // What thread exit does: flush the cache, fold the counters into the shard, release the
+  // epoch record. The thread may keep using the allocator (it gets a new state).
+  void release_thread() noexcept;
+
+  Mode mode() const noexcept { return mode_.load(std::memory_order_relaxed); }
+  // Changes where new allocations go; blocks already handed out are freed by address, so
+  // switching is safe at any time. Threads' cached blocks are still served first.
+  void set_mode(Mode mode) noexcept { mode_.store(mode, std::memory_order_relaxed); }
+  std::uint32_t shard_count() const noexcept { return shard_count_.load(std::memory_order_relaxed); }
+  // 0..kMaxShards. Threads keep their shard until rebound; new threads spread over the new count.
+  void set_shard_count(std::uint32_t count) noexcept;
+  const Options& options() const noexcept { return options_; }
+
+  // ---- telemetry ----------------------------------------------------------------------
+  AllocatorStats snapshot() const;
+  // Full invariant walk of every pool (tests; takes every lock).
+  bool is_valid() const noexcept;
+
+ private:
+  friend void thread_exit_hook(void*) noexcept;
+
+  SYDRA_SLOW_PATH void* allocate_slow(std::size_t size, std::size_t align) noexcept;
+  SYDRA_SLOW_PATH void deallocate_slow(void* p) noexcept;
+  SYDRA_SLOW_PATH void flush_bin(ThreadState& st, std::uint32_t cls) noexcept;
+  void* allocate_small(std::uint32_t cls) noexcept;
+  void* allocate_legacy(std::uint32_t cls) noexcept;
+  void* allocate_fallback(std::size_t size, std::size_t align) noexcept;
+  void free_fallback(void* p) noexcept;
+  void free_owned(void* p, std::uint16_t tag) noexcept;
+  ThreadState* thread_state() noexcept;  // creates on first use; nullptr while the thread exits
+  void release_state(ThreadState& st) noexcept;
+  void flush_all_bins(ThreadState& st) noexcept;
+  void fold_counters(ThreadState& st) noexcept;  // under registry_mutex_
+  class Shard& shard(std::uint32_t i) const noexcept;
+  class Shard* ensure_shard(std::uint32_t i) noexcept;
+
+  // Fast-path fields first, on one cache line.
+  std::uint64_t serial_;
+  SlabSpace space_;  // base and span are read by every free
+  std::atomic<std::uint16_t>* tags_;
+  std::uintptr_t base_;
+  std::size_t span_;
+  std::uint32_t slab_shift_;
+  std::uint32_t slot_;  // index into ThreadSlots::entries
+
+  Options options_;
+  std::atomic<Mode> mode_;
+  std::atomic<std::uint32_t> shard_count_{0};
+  std::atomic<std::uint32_t> next_shard_{0};
+  EpochDomain epoch_;
+  struct Internals;
+  Internals* in_;  // shards, legacy buckets, fallback, registry: on pages of our own
+};
+
+// The process-wide allocator used by the operator new replacement and the daemon. Created
+// on first use (safe during static initialisation) from Options::from_environment(), and
+// never destroyed.
+SmallPoolAllocator& default_allocator() noexcept;
+
+// ---- fast paths -----------------------------------------------------------------------
+//
+// Each is about 15 instructions on x86-64 (docs/allocator.md has the listing); debug and
+// sanitizer hooks compile to nothing in release builds.
+
+SYDRA_FAST_PATH void* SmallPoolAllocator::allocate(std::size_t size, std::size_t align) noexcept {
+  const ThreadSlots& slots = detail::tls_slots;
+  if (SYDRA_LIKELY(slots.last_serial == serial_ && size <= kMaxSmallSize && align <= kMinBlock)) {
+    const std::uint32_t bin_offset = kBinOffsetOfSize[size];
+    Bin& bin = slots.last_state->bin_at(bin_offset);
+    void* block = bin.head;
+    if (SYDRA_LIKELY(block != nullptr)) {
+      bin.head = track::read_link(block);
+      counter_add(bin.room, 1);
+#if SYDRA_ALLOC_DEBUG || SYDRA_ASAN
+      const std::uint32_t cls = bin_offset / kBinBytes;
+      space_.debug_mark_allocated(block, cls);
+      track::on_alloc(block, class_to_size(cls));
+#endif
+      return block;
+    }
+  }
+  return allocate_slow(size, align);
+}
+
+SYDRA_FAST_PATH void SmallPoolAllocator::deallocate(void* p) noexcept {
+  const ThreadSlots& slots = detail::tls_slots;
+  const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) - base_;
+  if (SYDRA_LIKELY(offset < span_ && slots.last_serial == serial_)) {
+    ThreadState& st = *slots.last_state;
+    // The slab tag xor the thread's shard tag is the bin offset when the thread's shard
+    // owns the block, and at least kNumClasses * kBinBytes otherwise.
+    const std::uint32_t bin_offset = tags_[offset >> slab_shift_].load(std::memory_order_relaxed) ^ st.shard_tag;
+    if (SYDRA_LIKELY(bin_offset < kNumClasses * kBinBytes)) {
+#if SYDRA_ALLOC_DEBUG || SYDRA_ASAN
+      const std::uint32_t cls = bin_offset / kBinBytes;
+      space_.debug_mark_free(p, cls, "free");
+      track::on_free(p, class_to_size(cls));
+#endif
+      Bin& bin = st.bin_at(bin_offset);
+      track::write_link(p, bin.head);
+      bin.head = p;
+      counter_add(bin.frees, std::uint64_t{1});
+      counter_add(bin.room, -1);
+      if (SYDRA_LIKELY(bin.room >= 0)) return;
+      flush_bin(st, bin_offset / kBinBytes);
+      return;
+    }
+  }
+  deallocate_slow(p);
+}
+
+SYDRA_FAST_PATH void SmallPoolAllocator::deallocate(void* p, std::size_t size) noexcept {
+#if SYDRA_ALLOC_DEBUG
+  if (owns(p) && size <= kMaxSmallSize) {
+    std::uint16_t tag = space_.tag_of(p);
+    SYDRA_CHECK(tag == kFreeSlabTag || tag_class(tag) == size_to_class(size),
+                "sized free of %p with size %zu (class %u) but the block is in class %u", p, size,
+                class_to_size(size_to_class(size)), class_to_size(tag_class(tag)));
+  }
+#endif
+  (void)size;
+  deallocate(p);
+}
+
+}  // namespace sydra::alloc

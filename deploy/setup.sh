@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package sydradb needs to build, test and benchmark.
+# Idempotent and non-interactive: safe to run on every CI run and on a fresh machine.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build clang lld clang-format clang-tidy libclang-rt-14-dev
+  # test framework
+  doctest-dev
+  # peer allocators, loaded by bench/compare_allocators.sh through LD_PRELOAD
+  libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
+  # plots of latency percentiles
+  gnuplot-nox
+  # whole-program tools used by tests and docs (RSS, instruction counts)
+  procps valgrind python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "setup: all ${#packages[@]} packages present"
