@@ -70,8 +70,8 @@ namespace sydra::alloc {
 }  // namespace sydra::alloc
 
 // Always on: corruption that must stop the process with a message.
-#define SYDRA_CHECK(cond, ...)                       \
-  do {                                               \
+#define SYDRA_CHECK(cond, ...)                                        \
+  do {                                                                \
     if (SYDRA_UNLIKELY(!(cond))) ::sydra::alloc::fatalf(__VA_ARGS__); \
   } while (0)
 

@@ -59,8 +59,7 @@ EpochDomain::Record* EpochDomain::acquire_record() noexcept {
   Record* head = head_.load(std::memory_order_relaxed);
   do {
     fresh->next.store(head, std::memory_order_relaxed);
-  } while (!head_.compare_exchange_weak(head, fresh, std::memory_order_release,
-                                        std::memory_order_relaxed));
+  } while (!head_.compare_exchange_weak(head, fresh, std::memory_order_release, std::memory_order_relaxed));
   return fresh;
 }
 

@@ -13,7 +13,8 @@
 //     (E << 1) | 1 with seq_cst; it leaves by storing 0. A QSBR thread goes online once
 //     (the same store) and announces quiescent points by storing (E << 1) | 1 again.
 //     Threads that are neither inside a section nor online never hold reclamation back.
-//   - A deferred node is pushed tagged with the global epoch read at push time.
+//   - A deferred node is pushed tagged with the global epoch read at push time. Retired
+//     blocks are never written to before they are reclaimed (see RetireNode).
 //   - min_observed() is the smallest observed epoch over active records, or E when there
 //     are none. A node tagged t is safe once t < min_observed().
 //   - advance() moves E to E + 1 only when every active record has observed E.
@@ -50,8 +51,8 @@ class EpochDomain {
     std::atomic<std::uint64_t> state{0};  // (observed_epoch << 1) | active
     std::atomic<Record*> next{nullptr};   // registry list, append-only
     std::atomic<bool> claimed{false};
-    std::uint32_t depth = 0;   // nesting of enter/leave (owner thread only)
-    bool qsbr_online = false;  // owner thread only
+    std::uint32_t depth = 0;              // nesting of enter/leave (owner thread only)
+    bool qsbr_online = false;             // owner thread only
     std::atomic<std::uint32_t> shard{0};  // the owner thread's shard, for per-shard epoch figures
   };
 
@@ -93,26 +94,37 @@ class EpochDomain {
   std::atomic<Chunk*> chunks_{nullptr};
 };
 
-// A node of a deferred queue: the freed block itself (blocks are at least 16 bytes).
+// A node of a deferred queue. Two kinds share one queue, told apart by the low bit of
+// `tagged_epoch` ((epoch << 1) | external):
+//   - in-block nodes: the freed block itself (blocks are at least 16 bytes). Used for
+//     cross-shard frees: the caller gave the block up, so writing into it is allowed.
+//   - external nodes (RetireNode): used by retire(). A retired block may still be read by
+//     threads inside read sections, so nothing may be written into it until it is
+//     reclaimed; the node lives outside the block and points at it.
 struct DeferredNode {
   DeferredNode* next;
-  std::uint64_t epoch;
+  std::uint64_t tagged_epoch;
 };
 static_assert(sizeof(DeferredNode) == 16);
+
+struct RetireNode : DeferredNode {
+  void* block;
+};
 
 // Multi-producer, single-consumer stack of deferred blocks.
 class DeferredQueue {
  public:
-  // Any thread. `block` must be at least 16 bytes and unpoisoned for 16 bytes.
-  void push(void* block, std::uint64_t epoch) noexcept {
-    auto* node = static_cast<DeferredNode*>(block);
-    node->epoch = epoch;
+  // Any thread, no lock. An in-block node must be unpoisoned for its first 16 bytes.
+  void push(DeferredNode* node, std::uint64_t epoch, bool external) noexcept {
+    node->tagged_epoch = (epoch << 1) | (external ? 1u : 0u);
     DeferredNode* head = head_.load(std::memory_order_relaxed);
     do {
       node->next = head;
-    } while (!head_.compare_exchange_weak(head, node, std::memory_order_release,
-                                          std::memory_order_relaxed));
+    } while (!head_.compare_exchange_weak(head, node, std::memory_order_release, std::memory_order_relaxed));
     enqueued_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void push_block(void* block, std::uint64_t epoch) noexcept {
+    push(static_cast<DeferredNode*>(block), epoch, false);
   }
   // The owner: takes every node pushed so far.
   DeferredNode* take_all() noexcept { return head_.exchange(nullptr, std::memory_order_acquire); }
@@ -121,11 +133,13 @@ class DeferredQueue {
   std::uint64_t enqueued() const noexcept { return enqueued_.load(std::memory_order_relaxed); }
 
   // The owner, under its lock: walks `pending` (nodes taken earlier whose epoch had not
-  // passed) and everything pushed since, calls reclaim(block) for each node tagged
-  // before `safe_epoch`, and leaves the others in `pending`. Returns how many it reclaimed.
+  // passed) and everything pushed since. For each node tagged before `safe_epoch` it calls
+  // reclaim(block, retired) — retired is true for blocks that came through retire() and
+  // are still unpoisoned — and links the external nodes it freed onto `spent_nodes` for
+  // the caller to recycle. Others stay in `pending`. Returns how many it reclaimed.
   template <class Reclaim>
   std::size_t drain(DeferredNode*& pending, std::uint64_t& pending_count, std::uint64_t safe_epoch,
-                    Reclaim&& reclaim) noexcept {
+                    RetireNode*& spent_nodes, Reclaim&& reclaim) noexcept {
     std::size_t reclaimed = 0;
     DeferredNode* keep = nullptr;
     std::uint64_t kept = 0;
@@ -134,13 +148,21 @@ class DeferredQueue {
         DeferredNode* node = list;
         track::unpoison(node, sizeof(DeferredNode));
         list = node->next;
-        if (node->epoch < safe_epoch) {
-          track::poison(node, sizeof(DeferredNode));
-          reclaim(static_cast<void*>(node));
+        const bool external = (node->tagged_epoch & 1u) != 0;
+        if ((node->tagged_epoch >> 1) < safe_epoch) {
+          if (external) {
+            auto* retired = static_cast<RetireNode*>(node);
+            reclaim(retired->block, true);
+            retired->next = spent_nodes;
+            spent_nodes = retired;
+          } else {
+            track::poison(node, sizeof(DeferredNode));
+            reclaim(static_cast<void*>(node), false);
+          }
           ++reclaimed;
         } else {
           node->next = keep;
-          track::poison(node, sizeof(DeferredNode));
+          if (!external) track::poison(node, sizeof(DeferredNode));
           keep = node;
           ++kept;
         }

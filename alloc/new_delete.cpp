@@ -34,9 +34,15 @@ constexpr std::size_t kDefaultAlign = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
 }  // namespace
 
-void* operator new(std::size_t size) { return allocate_or_throw(size, kDefaultAlign); }
-void* operator new[](std::size_t size) { return allocate_or_throw(size, kDefaultAlign); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return allocate_nothrow(size, kDefaultAlign); }
+void* operator new(std::size_t size) {
+  return allocate_or_throw(size, kDefaultAlign);
+}
+void* operator new[](std::size_t size) {
+  return allocate_or_throw(size, kDefaultAlign);
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  return allocate_nothrow(size, kDefaultAlign);
+}
 void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
   return allocate_nothrow(size, kDefaultAlign);
 }
@@ -53,16 +59,36 @@ void* operator new[](std::size_t size, std::align_val_t align, const std::nothro
   return allocate_nothrow(size, static_cast<std::size_t>(align));
 }
 
-void operator delete(void* p) noexcept { default_allocator().deallocate(p); }
-void operator delete[](void* p) noexcept { default_allocator().deallocate(p); }
-void operator delete(void* p, std::size_t size) noexcept { default_allocator().deallocate(p, size); }
-void operator delete[](void* p, std::size_t size) noexcept { default_allocator().deallocate(p, size); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { default_allocator().deallocate(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { default_allocator().deallocate(p); }
-void operator delete(void* p, std::align_val_t) noexcept { default_allocator().deallocate(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { default_allocator().deallocate(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { default_allocator().deallocate(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { default_allocator().deallocate(p); }
+void operator delete(void* p) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete[](void* p) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete(void* p, std::size_t size) noexcept {
+  default_allocator().deallocate(p, size);
+}
+void operator delete[](void* p, std::size_t size) noexcept {
+  default_allocator().deallocate(p, size);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  default_allocator().deallocate(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  default_allocator().deallocate(p);
+}
 void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   default_allocator().deallocate(p);
 }

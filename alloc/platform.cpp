@@ -14,7 +14,9 @@
 
 namespace sydra::alloc {
 
-void fatal(const char* message) noexcept { fatalf("%s", message); }
+void fatal(const char* message) noexcept {
+  fatalf("%s", message);
+}
 
 void fatalf(const char* format, ...) noexcept {
   char buffer[512];
@@ -39,8 +41,8 @@ namespace sydra::alloc::platform {
 void* reserve(std::size_t bytes, std::size_t alignment) noexcept {
   // Over-reserve by one alignment unit, then trim both ends to get an aligned range.
   std::size_t span = bytes + alignment;
-  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* raw =
+      ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   auto start = reinterpret_cast<std::uintptr_t>(raw);
   auto aligned = (start + alignment - 1) & ~(static_cast<std::uintptr_t>(alignment) - 1);
@@ -50,16 +52,22 @@ void* reserve(std::size_t bytes, std::size_t alignment) noexcept {
   return reinterpret_cast<void*>(aligned);
 }
 
-void unreserve(void* base, std::size_t bytes) noexcept { ::munmap(base, bytes); }
+void unreserve(void* base, std::size_t bytes) noexcept {
+  ::munmap(base, bytes);
+}
 
-void decommit(void* p, std::size_t bytes) noexcept { ::madvise(p, bytes, MADV_DONTNEED); }
+void decommit(void* p, std::size_t bytes) noexcept {
+  ::madvise(p, bytes, MADV_DONTNEED);
+}
 
 void* map_pages(std::size_t bytes) noexcept {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
-void unmap_pages(void* p, std::size_t bytes) noexcept { ::munmap(p, bytes); }
+void unmap_pages(void* p, std::size_t bytes) noexcept {
+  ::munmap(p, bytes);
+}
 
 std::size_t resident_bytes(const void* p, std::size_t bytes) noexcept {
   constexpr std::size_t kChunkPages = 4096;  // 16 MiB of range per mincore call
@@ -105,6 +113,8 @@ unsigned cpu_count() noexcept {
   return n > 0 ? static_cast<unsigned>(n) : 1u;
 }
 
-const char* env(const char* name) noexcept { return std::getenv(name); }
+const char* env(const char* name) noexcept {
+  return std::getenv(name);
+}
 
 }  // namespace sydra::alloc::platform

@@ -51,8 +51,10 @@ void SlabPool::link_partial(ClassPool& pool, SlabMeta& slab) noexcept {
 }
 
 void SlabPool::unlink_partial(ClassPool& pool, SlabMeta& slab) noexcept {
-  if (slab.prev) slab.prev->next = slab.next;
-  else pool.partial = slab.next;
+  if (slab.prev)
+    slab.prev->next = slab.next;
+  else
+    pool.partial = slab.next;
   if (slab.next) slab.next->prev = slab.prev;
   slab.next = slab.prev = nullptr;
   slab.in_partial = false;
@@ -182,11 +184,13 @@ bool SlabPool::is_valid() const noexcept {
   return empties == empty_count_;
 }
 
-std::size_t Shard::collect(std::uint64_t safe_epoch) noexcept {
-  return deferred.drain(pending, pending_count, safe_epoch, [this](void* block) {
+std::size_t Shard::collect(std::uint64_t safe_epoch, RetireNode*& spent_nodes) noexcept {
+  return deferred.drain(pending, pending_count, safe_epoch, spent_nodes, [this](void* block, bool retired) {
     SlabMeta& slab = pool.space().meta_of(block);
-    SYDRA_CHECK(slab.owner == id(), "wrong owner: deferred block %p reached shard %u but its slab belongs to %u",
-                block, id(), slab.owner);
+    SYDRA_CHECK(slab.owner == id(),
+                "wrong owner: deferred block %p reached shard %u but its slab belongs to %u", block, id(),
+                slab.owner);
+    if (retired) track::on_free(block, class_to_size(slab.cls));  // readers are gone: poison now
     ++pool.class_pool(slab.cls).reclaimed;
     pool.put(block, slab);
   });

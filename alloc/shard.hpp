@@ -60,7 +60,7 @@ struct ClassPool {
   std::uint64_t high_water = 0;  // peak of blocks_out
   std::uint64_t refills = 0;
   std::uint64_t flushes = 0;
-  std::uint64_t reclaimed = 0;  // deferred blocks put back
+  std::uint64_t reclaimed = 0;    // deferred blocks put back
   std::uint64_t free_blocks = 0;  // available blocks in this class's partial slabs
 };
 
@@ -117,11 +117,17 @@ class Shard {
   // Any thread, no lock: a block of this shard freed elsewhere, or retired.
   void defer(void* block, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
-    deferred.push(block, epoch);
+    deferred.push_block(block, epoch);
+  }
+  // Any thread, no lock: a retired block of this shard, carried by an external node.
+  void defer_retired(RetireNode* node, std::uint32_t cls, std::uint64_t epoch) noexcept {
+    deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
+    deferred.push(node, epoch, true);
   }
   // Under `lock`: moves deferred blocks whose epoch is older than `safe_epoch` back to
-  // their slabs. Returns how many were reclaimed.
-  std::size_t collect(std::uint64_t safe_epoch) noexcept;
+  // their slabs; external nodes it is done with are linked onto spent_nodes.
+  // Returns how many blocks were reclaimed.
+  std::size_t collect(std::uint64_t safe_epoch, RetireNode*& spent_nodes) noexcept;
 
   InstrumentedLock lock;
   std::array<LockStats, kNumClasses + 1> lock_stats{};  // per class + maintenance

@@ -23,7 +23,7 @@ inline constexpr std::size_t kMinBlock = 16;
 inline constexpr std::size_t kMaxSmallSize = 256;
 
 inline constexpr std::array<std::uint32_t, kNumClasses> kClassSize = {16,  32,  48,  64,  80,  96,
-                                                                       112, 128, 160, 192, 224, 256};
+                                                                      112, 128, 160, 192, 224, 256};
 
 namespace detail {
 constexpr std::array<std::uint8_t, kMaxSmallSize / 16 + 1> make_class_table() {

@@ -13,7 +13,9 @@ std::uint32_t log2_exact(std::size_t v) noexcept {
   while ((std::size_t{1} << s) < v) ++s;
   return s;
 }
-std::size_t round_up(std::size_t v, std::size_t to) noexcept { return (v + to - 1) / to * to; }
+std::size_t round_up(std::size_t v, std::size_t to) noexcept {
+  return (v + to - 1) / to * to;
+}
 }  // namespace
 
 SlabSpace::SlabSpace(std::size_t reserve_bytes, std::size_t slab_bytes) noexcept {
@@ -44,7 +46,8 @@ SlabSpace::SlabSpace(std::size_t reserve_bytes, std::size_t slab_bytes) noexcept
   }
   metas_ = reinterpret_cast<SlabMeta*>(meta);  // zero pages; SlabMeta's defaults set on acquire
   tags_ = reinterpret_cast<std::atomic<std::uint16_t>*>(meta + metas_bytes);
-  if (bits_bytes) debug_bits_ = reinterpret_cast<std::atomic<std::uint64_t>*>(meta + metas_bytes + tags_bytes);
+  if (bits_bytes)
+    debug_bits_ = reinterpret_cast<std::atomic<std::uint64_t>*>(meta + metas_bytes + tags_bytes);
   base_ = reinterpret_cast<std::uintptr_t>(base);
   // Zero pages are tag 0 (kFreeSlabTag): slabs not yet carved are owned by nobody.
 }

@@ -37,21 +37,25 @@ namespace sydra::alloc {
 // Owner ids carried in slab tags.
 inline constexpr std::uint32_t kMaxShards = 64;
 inline constexpr std::uint32_t kLegacyOwner = kMaxShards;  // the legacy buckets
-inline constexpr std::uint32_t kNoOwner = 0xFFE;            // slab not assigned
-inline constexpr std::uint32_t kTagClassShift = 5;  // log2(sizeof(Bin))
+inline constexpr std::uint32_t kNoOwner = 0xFFE;           // slab not assigned
+inline constexpr std::uint32_t kTagClassShift = 5;         // log2(sizeof(Bin))
 inline constexpr std::uint32_t kTagOwnerShift = 9;
 inline constexpr std::uint16_t make_tag(std::uint32_t owner, std::uint32_t cls) noexcept {
   return static_cast<std::uint16_t>(((owner + 1) << kTagOwnerShift) | (cls << kTagClassShift));
 }
-inline constexpr std::uint32_t tag_owner(std::uint16_t tag) noexcept { return (tag >> kTagOwnerShift) - 1u; }
-inline constexpr std::uint32_t tag_class(std::uint16_t tag) noexcept { return (tag >> kTagClassShift) & 0xFu; }
+inline constexpr std::uint32_t tag_owner(std::uint16_t tag) noexcept {
+  return (tag >> kTagOwnerShift) - 1u;
+}
+inline constexpr std::uint32_t tag_class(std::uint16_t tag) noexcept {
+  return (tag >> kTagClassShift) & 0xFu;
+}
 static_assert(make_tag(kMaxShards, kNumClasses - 1) < (1u << 16));
 inline constexpr std::uint16_t kFreeSlabTag = 0;
 
 struct SlabMeta {
   SlabMeta* next = nullptr;  // in the owner's partial list or the empty-slab list
   SlabMeta* prev = nullptr;
-  void* free_list = nullptr;   // blocks given back to this slab
+  void* free_list = nullptr;     // blocks given back to this slab
   std::uint32_t free_count = 0;  // blocks on free_list
   std::uint32_t carved = 0;      // blocks carved from the slab so far (bump index)
   std::uint32_t in_use = 0;      // blocks out of the slab: with callers, cached or deferred
@@ -80,17 +84,13 @@ class SlabSpace {
   std::size_t slab_count() const noexcept { return slab_count_; }
   std::atomic<std::uint16_t>* tags() const noexcept { return tags_; }
 
-  bool contains(const void* p) const noexcept {
-    return reinterpret_cast<std::uintptr_t>(p) - base_ < span_;
-  }
+  bool contains(const void* p) const noexcept { return reinterpret_cast<std::uintptr_t>(p) - base_ < span_; }
   std::size_t index_of(const void* p) const noexcept {
     return (reinterpret_cast<std::uintptr_t>(p) - base_) >> slab_shift_;
   }
   SlabMeta& meta(std::size_t index) const noexcept { return metas_[index]; }
   SlabMeta& meta_of(const void* p) const noexcept { return metas_[index_of(p)]; }
-  std::size_t index_of(const SlabMeta& m) const noexcept {
-    return static_cast<std::size_t>(&m - metas_);
-  }
+  std::size_t index_of(const SlabMeta& m) const noexcept { return static_cast<std::size_t>(&m - metas_); }
   char* slab_start(const SlabMeta& m) const noexcept {
     return reinterpret_cast<char*>(base_ + (index_of(m) << slab_shift_));
   }
@@ -133,8 +133,8 @@ class SlabSpace {
   std::atomic<std::uint64_t>* debug_bits_ = nullptr;  // one bit per 16-byte granule: allocated
   std::size_t meta_bytes_ = 0;
 
-  std::mutex mutex_;                 // guards free_slabs_
-  SlabMeta* free_slabs_ = nullptr;   // released slabs, pages returned to the OS
+  std::mutex mutex_;                      // guards free_slabs_
+  SlabMeta* free_slabs_ = nullptr;        // released slabs, pages returned to the OS
   std::atomic<std::uint64_t> carved_{0};  // slabs ever carved from the range (bump)
   std::atomic<std::uint64_t> committed_slabs_{0};
   std::atomic<std::uint64_t> returned_bytes_{0};

@@ -77,13 +77,14 @@ class MetaArena {
 };
 
 std::uint32_t fallback_bucket(std::size_t size) noexcept {
-  constexpr std::size_t kBounds[FallbackStats::kBuckets - 1] = {512, 1024, 4096, 16384, 65536, 262144, 1048576};
+  constexpr std::size_t kBounds[FallbackStats::kBuckets - 1] = {512,   1024,   4096,   16384,
+                                                                65536, 262144, 1048576};
   std::uint32_t i = 0;
   while (i < FallbackStats::kBuckets - 1 && size > kBounds[i]) ++i;
   return i;
 }
-constexpr std::uint64_t kFallbackBounds[FallbackStats::kBuckets] = {512,    1024,    4096,    16384,
-                                                                    65536,  262144,  1048576, UINT64_MAX};
+constexpr std::uint64_t kFallbackBounds[FallbackStats::kBuckets] = {512,   1024,   4096,    16384,
+                                                                    65536, 262144, 1048576, UINT64_MAX};
 
 constexpr std::uint32_t kNoShardTag = 0xFE00;  // matches no slab tag (owners are <= kMaxShards)
 
@@ -135,6 +136,36 @@ struct SmallPoolAllocator::Internals {
 
   std::mutex registry_mutex;  // guards `threads` and the claimed flags and counters folding
   ThreadState* threads = nullptr;
+
+  // External nodes for retire(): carved from the arena, recycled, never freed.
+  std::mutex nodes_mutex;
+  RetireNode* free_nodes = nullptr;  // under nodes_mutex
+
+  static constexpr std::uint32_t kNodeBatch = 32;
+  // Up to n nodes, linked through next; never fails (aborts when out of memory).
+  RetireNode* take_nodes(std::uint32_t n) noexcept {
+    RetireNode* chain = nullptr;
+    std::lock_guard<std::mutex> guard(nodes_mutex);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      RetireNode* node = free_nodes;
+      if (node != nullptr) {
+        free_nodes = static_cast<RetireNode*>(node->next);
+      } else {
+        node = new (arena.allocate(sizeof(RetireNode))) RetireNode{};
+      }
+      node->next = chain;
+      chain = node;
+    }
+    return chain;
+  }
+  void recycle_nodes(RetireNode* chain) noexcept {
+    if (chain == nullptr) return;
+    RetireNode* last = chain;
+    while (last->next != nullptr) last = static_cast<RetireNode*>(last->next);
+    std::lock_guard<std::mutex> guard(nodes_mutex);
+    last->next = free_nodes;
+    free_nodes = chain;
+  }
 };
 
 // ---- construction -----------------------------------------------------------------------
@@ -167,12 +198,14 @@ SmallPoolAllocator::SmallPoolAllocator(const Options& options) noexcept
       slot_(0),
       options_(options),
       mode_(options.mode) {
-  SYDRA_CHECK(space_.valid(), "could not reserve %zu bytes of address space for slabs", options.reserve_bytes);
+  SYDRA_CHECK(space_.valid(), "could not reserve %zu bytes of address space for slabs",
+              options.reserve_bytes);
   void* pages = platform::map_pages(sizeof(Internals));
   if (pages == nullptr) fatal("out of memory for allocator metadata");
   in_ = new (pages) Internals();
   for (std::uint32_t c = 0; c < kNumClasses; ++c)
-    in_->legacy[c] = new (in_->arena.allocate(sizeof(Internals::LegacyBucket))) Internals::LegacyBucket(space_);
+    in_->legacy[c] =
+        new (in_->arena.allocate(sizeof(Internals::LegacyBucket))) Internals::LegacyBucket(space_);
   set_shard_count(resolve_shards(options.shards));
 
   std::lock_guard<std::mutex> guard(g_registry.mutex);
@@ -200,8 +233,9 @@ SmallPoolAllocator::~SmallPoolAllocator() {
   if (slots.last_serial == serial_) slots.last_serial = 0;
   // Fallback blocks still waiting for their epoch are freed now: no reader can outlive us.
   std::uint64_t unused = 0;
-  in_->fallback_deferred.queue.drain(in_->fallback_deferred.pending, unused, UINT64_MAX,
-                                     [](void* p) { std::free(p); });
+  RetireNode* spent = nullptr;
+  in_->fallback_deferred.queue.drain(in_->fallback_deferred.pending, unused, UINT64_MAX, spent,
+                                     [](void* p, bool) { std::free(p); });
   for (std::uint32_t i = 0; i < kMaxShards; ++i)
     if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) s->~Shard();
   for (auto* bucket : in_->legacy) bucket->~LegacyBucket();
@@ -330,6 +364,9 @@ void SmallPoolAllocator::fold_counters(ThreadState& st) noexcept {
 
 void SmallPoolAllocator::release_state(ThreadState& st) noexcept {
   flush_all_bins(st);
+  in_->recycle_nodes(st.spare_nodes);
+  st.spare_nodes = nullptr;
+  st.spare_count = 0;
   std::lock_guard<std::mutex> guard(in_->registry_mutex);
   fold_counters(st);
   epoch_.release_record(st.record);
@@ -395,23 +432,26 @@ void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noe
   if (m == Mode::legacy) return allocate_legacy(cls);
 
   ThreadState* st = thread_state();
-  if (st != nullptr && st->shard == kNoShard && shard_count() > 0) bind_current_thread(next_shard_.fetch_add(1));
+  if (st != nullptr && st->shard == kNoShard && shard_count() > 0)
+    bind_current_thread(next_shard_.fetch_add(1));
   if (st != nullptr && st->shard != kNoShard) {
     Bin& bin = st->bins[cls];
     if (bin.head == nullptr) {
       Shard& sh = shard(st->shard);
       void* chain = nullptr;
+      RetireNode* spent = nullptr;
       std::uint32_t got;
       {
         ScopedLock guard(sh.lock, sh.lock_stats[cls]);
         // Reuse what other shards' threads gave back before carving more.
         if (sh.pending_count != 0 || sh.deferred.maybe_nonempty()) {
           epoch_.try_advance();
-          sh.collect(epoch_.min_observed());
+          sh.collect(epoch_.min_observed(), spent);
         }
         got = sh.pool.take(cls, class_batch(cls), &chain);
         ++sh.pool.class_pool(cls).refills;
       }
+      in_->recycle_nodes(spent);
       bin.head = chain;
       counter_add(bin.moved, std::uint64_t{got});
       counter_add(bin.room, -static_cast<std::int32_t>(got));
@@ -601,9 +641,24 @@ std::size_t SmallPoolAllocator::usable_size(const void* p) const noexcept {
 
 void SmallPoolAllocator::retire(void* p) noexcept {
   if (p == nullptr) return;
+  // Readers inside a section may still read p: nothing is written into it (not even a
+  // link) until it is reclaimed. An external node carries it instead.
+  RetireNode* node;
+  if (ThreadState* st = thread_state()) {
+    if (st->spare_nodes == nullptr) {
+      st->spare_nodes = in_->take_nodes(Internals::kNodeBatch);
+      st->spare_count = Internals::kNodeBatch;
+    }
+    node = st->spare_nodes;
+    st->spare_nodes = static_cast<RetireNode*>(node->next);
+    --st->spare_count;
+  } else {
+    node = in_->take_nodes(1);
+  }
+  node->block = p;
   const std::uint64_t epoch = epoch_.current();
   if (!owns(p)) {
-    in_->fallback_deferred.queue.push(p, epoch);
+    in_->fallback_deferred.queue.push(node, epoch, true);
     return;
   }
   const std::uint16_t tag = space_.tag_of(p);
@@ -611,13 +666,11 @@ void SmallPoolAllocator::retire(void* p) noexcept {
   const std::uint32_t owner = tag_owner(tag);
   const std::uint32_t cls = tag_class(tag);
   space_.debug_mark_free(p, cls, "retire");
-  track::on_free(p, class_to_size(cls));
-  track::unpoison(p, sizeof(DeferredNode));
   if (owner == kLegacyOwner) {
     in_->legacy_deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
-    in_->legacy_deferred.queue.push(p, epoch);
+    in_->legacy_deferred.queue.push(node, epoch, true);
   } else {
-    shard(owner).defer(p, cls, epoch);
+    shard(owner).defer_retired(node, cls, epoch);
   }
 }
 
@@ -636,7 +689,9 @@ void SmallPoolAllocator::qsbr_offline() noexcept {
 void SmallPoolAllocator::quiescent() noexcept {
   if (ThreadState* st = thread_state()) epoch_.quiescent(*st->record);
 }
-bool SmallPoolAllocator::advance_epoch() noexcept { return epoch_.try_advance(); }
+bool SmallPoolAllocator::advance_epoch() noexcept {
+  return epoch_.try_advance();
+}
 
 std::size_t SmallPoolAllocator::collect_garbage() noexcept {
   const std::uint64_t safe = epoch_.min_observed();
@@ -644,30 +699,38 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
   const std::uint32_t created = in_->shards_created.load(std::memory_order_acquire);
   for (std::uint32_t i = 0; i < created; ++i) {
     Shard& sh = shard(i);
-    ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
-    reclaimed += sh.collect(safe);
+    RetireNode* spent = nullptr;
+    {
+      ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+      reclaimed += sh.collect(safe, spent);
+    }
+    in_->recycle_nodes(spent);
   }
+  RetireNode* spent = nullptr;
   {
     auto& list = in_->legacy_deferred;
     std::lock_guard<std::mutex> guard(list.mutex);
-    reclaimed += list.queue.drain(list.pending, list.pending_count, safe, [this](void* block) {
-      SlabMeta& slab = space_.meta_of(block);
-      Internals::LegacyBucket& bucket = *in_->legacy[slab.cls];
-      ScopedLock bucket_guard(bucket.lock, bucket.lock_stats);
-      ++bucket.pool.class_pool(slab.cls).reclaimed;
-      bucket.pool.put(block, slab);
-    });
+    reclaimed +=
+        list.queue.drain(list.pending, list.pending_count, safe, spent, [this](void* block, bool retired) {
+          SlabMeta& slab = space_.meta_of(block);
+          if (retired) track::on_free(block, class_to_size(slab.cls));
+          Internals::LegacyBucket& bucket = *in_->legacy[slab.cls];
+          ScopedLock bucket_guard(bucket.lock, bucket.lock_stats);
+          ++bucket.pool.class_pool(slab.cls).reclaimed;
+          bucket.pool.put(block, slab);
+        });
   }
   {
     auto& list = in_->fallback_deferred;
     std::lock_guard<std::mutex> guard(list.mutex);
-    reclaimed += list.queue.drain(list.pending, list.pending_count, safe, [this](void* block) {
+    reclaimed += list.queue.drain(list.pending, list.pending_count, safe, spent, [this](void* block, bool) {
       in_->fallback_frees.fetch_add(1, std::memory_order_relaxed);
       in_->fallback_live.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(block)),
                                    std::memory_order_relaxed);
       std::free(block);
     });
   }
+  in_->recycle_nodes(spent);
   return reclaimed;
 }
 
@@ -808,9 +871,9 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
   for (const ClassStats& b : out.buckets) m.pool_live_bytes += b.in_use * b.size;
   m.live_bytes = m.pool_live_bytes + f.live_bytes;
   m.process_resident_bytes = platform::process_resident_bytes();
-  m.fragmentation = m.committed_bytes == 0
-                        ? 0.0
-                        : 1.0 - static_cast<double>(m.pool_live_bytes) / static_cast<double>(m.committed_bytes);
+  m.fragmentation = m.committed_bytes == 0 ? 0.0
+                                           : 1.0 - static_cast<double>(m.pool_live_bytes) /
+                                                       static_cast<double>(m.committed_bytes);
   return out;
 }
 

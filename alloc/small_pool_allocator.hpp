@@ -35,7 +35,7 @@ struct Options {
   int shards = SYDRA_ALLOCATOR_SHARDS;
   std::size_t reserve_bytes = std::size_t{16} << 30;  // virtual range for slabs
   std::size_t slab_bytes = std::size_t{64} << 10;     // power of two, >= 4096
-  std::uint32_t retained_empty_slabs = 4;  // empty slabs a shard keeps committed; beyond, madvise
+  std::uint32_t retained_empty_slabs = 4;             // empty slabs a shard keeps committed; beyond, madvise
 
   // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
   // SYDRA_ALLOC_SHARDS (integer) and SYDRA_ALLOC_RESERVE_MB. Never allocates.
@@ -190,7 +190,8 @@ SYDRA_FAST_PATH void SmallPoolAllocator::deallocate(void* p) noexcept {
     ThreadState& st = *slots.last_state;
     // The slab tag xor the thread's shard tag is the bin offset when the thread's shard
     // owns the block, and at least kNumClasses * kBinBytes otherwise.
-    const std::uint32_t bin_offset = tags_[offset >> slab_shift_].load(std::memory_order_relaxed) ^ st.shard_tag;
+    const std::uint32_t bin_offset =
+        tags_[offset >> slab_shift_].load(std::memory_order_relaxed) ^ st.shard_tag;
     if (SYDRA_LIKELY(bin_offset < kNumClasses * kBinBytes)) {
 #if SYDRA_ALLOC_DEBUG || SYDRA_ASAN
       const std::uint32_t cls = bin_offset / kBinBytes;

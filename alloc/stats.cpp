@@ -4,9 +4,12 @@ namespace sydra::alloc {
 
 std::string_view to_string(Mode mode) noexcept {
   switch (mode) {
-    case Mode::sharded: return "sharded";
-    case Mode::legacy: return "legacy";
-    case Mode::system: return "system";
+    case Mode::sharded:
+      return "sharded";
+    case Mode::legacy:
+      return "legacy";
+    case Mode::system:
+      return "system";
   }
   return "unknown";
 }

@@ -111,21 +111,21 @@ struct FallbackStats {
 };
 
 struct EpochStats {
-  std::uint64_t current = 0;       // the global epoch
-  std::uint64_t min_observed = 0;  // smallest epoch held by a thread in a read section
-  std::uint64_t lag = 0;           // current - min_observed
-  std::uint64_t advances = 0;      // successful advance_epoch() calls
-  std::uint64_t threads = 0;       // threads with an epoch record
+  std::uint64_t current = 0;         // the global epoch
+  std::uint64_t min_observed = 0;    // smallest epoch held by a thread in a read section
+  std::uint64_t lag = 0;             // current - min_observed
+  std::uint64_t advances = 0;        // successful advance_epoch() calls
+  std::uint64_t threads = 0;         // threads with an epoch record
   std::uint64_t active_readers = 0;  // threads inside a read section or QSBR-online
 };
 
 struct MemoryStats {
-  std::uint64_t reserved_bytes = 0;   // virtual range reserved for slabs at start-up
-  std::uint64_t committed_bytes = 0;  // slabs handed out of the range and not returned to the OS
-  std::uint64_t resident_bytes = 0;   // pages of the slab range resident in RAM (mincore)
-  std::uint64_t returned_bytes = 0;   // total bytes given back to the OS with madvise
-  std::uint64_t live_bytes = 0;       // bytes in blocks callers hold (pool + fallback)
-  std::uint64_t pool_live_bytes = 0;  // the pool's part of live_bytes
+  std::uint64_t reserved_bytes = 0;          // virtual range reserved for slabs at start-up
+  std::uint64_t committed_bytes = 0;         // slabs handed out of the range and not returned to the OS
+  std::uint64_t resident_bytes = 0;          // pages of the slab range resident in RAM (mincore)
+  std::uint64_t returned_bytes = 0;          // total bytes given back to the OS with madvise
+  std::uint64_t live_bytes = 0;              // bytes in blocks callers hold (pool + fallback)
+  std::uint64_t pool_live_bytes = 0;         // the pool's part of live_bytes
   std::uint64_t process_resident_bytes = 0;  // the whole process's RSS (/proc/self/statm)
   double fragmentation = 0.0;  // 1 - pool_live_bytes / committed_bytes (0 when nothing committed)
 };
@@ -136,8 +136,8 @@ struct AllocatorStats {
   bool shard_enabled = false;
   std::uint32_t shard_count = 0;
   std::uint32_t slab_bytes = 0;
-  std::uint64_t shard_alloc_hits = 0;    // small allocations served by a shard
-  std::uint64_t shard_alloc_misses = 0;  // small allocations a shard did not serve
+  std::uint64_t shard_alloc_hits = 0;      // small allocations served by a shard
+  std::uint64_t shard_alloc_misses = 0;    // small allocations a shard did not serve
   std::uint64_t shard_deferred_total = 0;  // deferred_enqueued over all shards
   EpochStats epoch;
   FallbackStats fallback;

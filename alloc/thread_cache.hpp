@@ -28,24 +28,24 @@
 namespace sydra::alloc {
 
 struct alignas(kBinBytes) Bin {
-  void* head = nullptr;    // free blocks, linked through their first word
-  std::int32_t room = 0;   // limit - count: the bin is flushed when this drops below 0
-  std::uint32_t limit = 0; // 2 batches
-  std::uint64_t frees = 0; // blocks freed into the bin
-  std::uint64_t moved = 0; // blocks refilled in minus blocks flushed out (wraps; unsigned math)
+  void* head = nullptr;     // free blocks, linked through their first word
+  std::int32_t room = 0;    // limit - count: the bin is flushed when this drops below 0
+  std::uint32_t limit = 0;  // 2 batches
+  std::uint64_t frees = 0;  // blocks freed into the bin
+  std::uint64_t moved = 0;  // blocks refilled in minus blocks flushed out (wraps; unsigned math)
 
-  std::uint32_t count() const noexcept {
-    return limit - static_cast<std::uint32_t>(counter_read(room));
-  }
+  std::uint32_t count() const noexcept { return limit - static_cast<std::uint32_t>(counter_read(room)); }
 };
 static_assert(sizeof(Bin) == kBinBytes, "the slab tag encoding relies on 32-byte bins");
 
 struct ThreadState {
   std::array<Bin, kNumClasses> bins{};  // first: a bin is at (char*)this + class * kBinBytes
-  std::uint32_t shard_tag = 0;  // make_tag(shard, 0): slab tag ^ shard_tag is a bin offset when ours
+  std::uint32_t shard_tag = 0;          // make_tag(shard, 0): slab tag ^ shard_tag is a bin offset when ours
   std::uint32_t shard = 0;
   std::uint64_t cross_shard_frees = 0;
   EpochDomain::Record* record = nullptr;
+  RetireNode* spare_nodes = nullptr;  // external nodes for retire(), taken from the allocator's pool
+  std::uint32_t spare_count = 0;
   ThreadState* next = nullptr;  // allocator's registry (under its registry mutex)
   bool claimed = false;         // under the registry mutex
 
