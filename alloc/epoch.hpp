@@ -132,50 +132,92 @@ class DeferredQueue {
 
   std::uint64_t enqueued() const noexcept { return enqueued_.load(std::memory_order_relaxed); }
 
-  // The owner, under its lock: walks `pending` (nodes taken earlier whose epoch had not
-  // passed) and everything pushed since. For each node tagged before `safe_epoch` it calls
-  // reclaim(block, retired) — retired is true for blocks that came through retire() and
-  // are still unpoisoned — and links the external nodes it freed onto `spent_nodes` for
-  // the caller to recycle. Others stay in `pending`. Returns how many it reclaimed.
+ private:
+  std::atomic<DeferredNode*> head_{nullptr};
+  std::atomic<std::uint64_t> enqueued_{0};
+};
+
+// The owner's side of a deferred queue (used under the owner's lock): nodes taken off the
+// queue, kept in batches stamped with the largest epoch tag among their nodes. A batch
+// whose stamp is before the safe epoch is reclaimed whole, so a node is touched twice —
+// when taken and when reclaimed — rather than on every collection that finds it not yet
+// safe.
+class DeferredBacklog {
+ public:
+  // Moves everything pushed to `queue` so far into a new batch.
+  void take(DeferredQueue& queue) noexcept {
+    DeferredNode* head = queue.take_all();
+    if (head == nullptr) return;
+    std::uint64_t stamp = 0;
+    DeferredNode* tail = head;
+    for (;;) {
+      track::unpoison(tail, sizeof(DeferredNode));
+      const std::uint64_t tag = tail->tagged_epoch >> 1;
+      if (tag > stamp) stamp = tag;
+      if (tail->next == nullptr) break;
+      DeferredNode* next = tail->next;
+      if ((tail->tagged_epoch & 1u) == 0) track::poison(tail, sizeof(DeferredNode));
+      tail = next;
+    }
+    if (size_ == kMaxBatches) {
+      // Readers have held reclamation back for a long time: fold the new nodes into the
+      // newest batch.
+      Batch& newest = batches_[(first_ + size_ - 1) % kMaxBatches];
+      tail->next = newest.head;
+      newest.head = head;
+      if (stamp > newest.epoch) newest.epoch = stamp;
+    } else {
+      batches_[(first_ + size_) % kMaxBatches] = Batch{head, stamp};
+      ++size_;
+    }
+    if ((tail->tagged_epoch & 1u) == 0) track::poison(tail, sizeof(DeferredNode));
+  }
+
+  bool empty() const noexcept { return size_ == 0; }
+
+  // Reclaims nodes of batches stamped before `safe_epoch`, oldest first, at most `budget`
+  // of them. reclaim(block, retired) gets each block — `retired` for blocks that came
+  // through retire() and are still unpoisoned — and the external nodes it is done with are
+  // linked onto `spent_nodes` for the caller to recycle. Returns how many it reclaimed.
   template <class Reclaim>
-  std::size_t drain(DeferredNode*& pending, std::uint64_t& pending_count, std::uint64_t safe_epoch,
-                    RetireNode*& spent_nodes, Reclaim&& reclaim) noexcept {
+  std::size_t reclaim(std::uint64_t safe_epoch, std::size_t budget, RetireNode*& spent_nodes,
+                      Reclaim&& reclaim_block) noexcept {
     std::size_t reclaimed = 0;
-    DeferredNode* keep = nullptr;
-    std::uint64_t kept = 0;
-    for (DeferredNode* list : {pending, take_all()}) {
-      while (list != nullptr) {
-        DeferredNode* node = list;
+    while (size_ > 0 && reclaimed < budget) {
+      Batch& batch = batches_[first_];
+      if (batch.epoch >= safe_epoch) break;  // later batches were taken later: wait for this one first
+      while (batch.head != nullptr && reclaimed < budget) {
+        DeferredNode* node = batch.head;
         track::unpoison(node, sizeof(DeferredNode));
-        list = node->next;
-        const bool external = (node->tagged_epoch & 1u) != 0;
-        if ((node->tagged_epoch >> 1) < safe_epoch) {
-          if (external) {
-            auto* retired = static_cast<RetireNode*>(node);
-            reclaim(retired->block, true);
-            retired->next = spent_nodes;
-            spent_nodes = retired;
-          } else {
-            track::poison(node, sizeof(DeferredNode));
-            reclaim(static_cast<void*>(node), false);
-          }
-          ++reclaimed;
+        batch.head = node->next;
+        if ((node->tagged_epoch & 1u) != 0) {
+          auto* retired = static_cast<RetireNode*>(node);
+          reclaim_block(retired->block, true);
+          retired->next = spent_nodes;
+          spent_nodes = retired;
         } else {
-          node->next = keep;
-          if (!external) track::poison(node, sizeof(DeferredNode));
-          keep = node;
-          ++kept;
+          track::poison(node, sizeof(DeferredNode));
+          reclaim_block(static_cast<void*>(node), false);
         }
+        ++reclaimed;
+      }
+      if (batch.head == nullptr) {
+        first_ = (first_ + 1) % kMaxBatches;
+        --size_;
       }
     }
-    pending = keep;
-    pending_count = kept;
     return reclaimed;
   }
 
  private:
-  std::atomic<DeferredNode*> head_{nullptr};
-  std::atomic<std::uint64_t> enqueued_{0};
+  struct Batch {
+    DeferredNode* head;
+    std::uint64_t epoch;
+  };
+  static constexpr std::size_t kMaxBatches = 16;
+  Batch batches_[kMaxBatches] = {};
+  std::size_t first_ = 0;
+  std::size_t size_ = 0;
 };
 
 }  // namespace sydra::alloc

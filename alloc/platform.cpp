@@ -108,6 +108,19 @@ std::uint64_t now_ns() noexcept {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+double ticks_per_ns() noexcept {
+#if defined(__x86_64__)
+  static const std::uint64_t t0 = ticks();
+  static const std::uint64_t n0 = now_ns();
+  const std::uint64_t dt = ticks() - t0;
+  const std::uint64_t dn = now_ns() - n0;
+  if (dn < 1'000'000) return 1.0;  // not enough elapsed yet to tell; report ticks as ns
+  return static_cast<double>(dt) / static_cast<double>(dn);
+#else
+  return 1.0;
+#endif
+}
+
 unsigned cpu_count() noexcept {
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<unsigned>(n) : 1u;

@@ -32,6 +32,19 @@ std::size_t process_resident_bytes() noexcept;
 // Monotonic clock in nanoseconds.
 std::uint64_t now_ns() noexcept;
 
+// A cheap timestamp for measuring short intervals (the lock's wait and hold times):
+// the TSC on x86-64, now_ns() elsewhere. Convert with ticks_per_ns().
+inline std::uint64_t ticks() noexcept {
+#if defined(__x86_64__)
+  return __builtin_ia32_rdtsc();
+#else
+  return now_ns();
+#endif
+}
+// Ticks per nanosecond, measured against now_ns() since the first call (no sleeping: the
+// longer the process has run, the more precise).
+double ticks_per_ns() noexcept;
+
 unsigned cpu_count() noexcept;
 
 // getenv that never allocates; nullptr when unset.

@@ -184,8 +184,11 @@ bool SlabPool::is_valid() const noexcept {
   return empties == empty_count_;
 }
 
-std::size_t Shard::collect(std::uint64_t safe_epoch, RetireNode*& spent_nodes) noexcept {
-  return deferred.drain(pending, pending_count, safe_epoch, spent_nodes, [this](void* block, bool retired) {
+std::size_t Shard::collect(EpochDomain& epochs, bool advance, std::size_t budget,
+                           RetireNode*& spent_nodes) noexcept {
+  backlog.take(deferred);
+  if (advance) epochs.try_advance();
+  return backlog.reclaim(epochs.min_observed(), budget, spent_nodes, [this](void* block, bool retired) {
     SlabMeta& slab = pool.space().meta_of(block);
     SYDRA_CHECK(slab.owner == id(),
                 "wrong owner: deferred block %p reached shard %u but its slab belongs to %u", block, id(),

@@ -124,19 +124,22 @@ class Shard {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
     deferred.push(node, epoch, true);
   }
-  // Under `lock`: moves deferred blocks whose epoch is older than `safe_epoch` back to
-  // their slabs; external nodes it is done with are linked onto spent_nodes.
+  // Under `lock`: takes what was deferred since the last call into the backlog,
+  // optionally tries to advance the epoch, then moves
+  // up to `budget` backlog blocks whose batch is older than the minimum observed epoch
+  // back to their slabs; external nodes it is done with are linked onto spent_nodes.
   // Returns how many blocks were reclaimed.
-  std::size_t collect(std::uint64_t safe_epoch, RetireNode*& spent_nodes) noexcept;
+  std::size_t collect(EpochDomain& epochs, bool advance, std::size_t budget,
+                      RetireNode*& spent_nodes) noexcept;
+  bool has_deferred() const noexcept { return !backlog.empty() || deferred.maybe_nonempty(); }
 
   InstrumentedLock lock;
   std::array<LockStats, kNumClasses + 1> lock_stats{};  // per class + maintenance
   SlabPool pool;
   DeferredQueue deferred;
   std::array<std::atomic<std::uint64_t>, kNumClasses> deferred_in{};
-  DeferredNode* pending = nullptr;  // taken off `deferred`, epoch not yet passed (under lock)
-  std::uint64_t pending_count = 0;  // under lock
-  ThreadCounters retired;           // exited / rebound threads and direct paths (under lock)
+  DeferredBacklog backlog;  // taken off `deferred`, not yet reclaimed (under lock)
+  ThreadCounters retired;   // exited / rebound threads and direct paths (under lock)
 
  private:
   std::uint32_t id_;

@@ -76,6 +76,8 @@ class MetaArena {
   std::size_t used_ = 0;
 };
 
+static_assert(FallbackCounters::kBuckets == FallbackStats::kBuckets);
+
 std::uint32_t fallback_bucket(std::size_t size) noexcept {
   constexpr std::size_t kBounds[FallbackStats::kBuckets - 1] = {512,   1024,   4096,   16384,
                                                                 65536, 262144, 1048576};
@@ -85,6 +87,10 @@ std::uint32_t fallback_bucket(std::size_t size) noexcept {
 }
 constexpr std::uint64_t kFallbackBounds[FallbackStats::kBuckets] = {512,   1024,   4096,    16384,
                                                                     65536, 262144, 1048576, UINT64_MAX};
+
+// Deferred blocks a refill may reclaim under the shard lock: bounds the refill's latency;
+// the maintenance tick (collect_garbage) takes the rest.
+constexpr std::size_t kRefillCollectBudget = 128;
 
 constexpr std::uint32_t kNoShardTag = 0xFE00;  // matches no slab tag (owners are <= kMaxShards)
 
@@ -113,8 +119,7 @@ struct SmallPoolAllocator::Internals {
   struct DeferredList {
     DeferredQueue queue;
     std::mutex mutex;
-    DeferredNode* pending = nullptr;  // under mutex
-    std::uint64_t pending_count = 0;  // under mutex
+    DeferredBacklog backlog;  // under mutex
   };
 
   MetaArena arena;
@@ -148,11 +153,17 @@ struct SmallPoolAllocator::Internals {
     std::lock_guard<std::mutex> guard(nodes_mutex);
     for (std::uint32_t i = 0; i < n; ++i) {
       RetireNode* node = free_nodes;
-      if (node != nullptr) {
-        free_nodes = static_cast<RetireNode*>(node->next);
-      } else {
-        node = new (arena.allocate(sizeof(RetireNode))) RetireNode{};
+      if (node == nullptr) {
+        // Carve a batch of nodes at once: one arena call instead of one per node.
+        auto* fresh = static_cast<RetireNode*>(arena.allocate(sizeof(RetireNode) * kNodeBatch));
+        for (std::uint32_t j = 0; j < kNodeBatch; ++j) {
+          RetireNode* carved = new (&fresh[j]) RetireNode{};
+          carved->next = free_nodes;
+          free_nodes = carved;
+        }
+        node = free_nodes;
       }
+      free_nodes = static_cast<RetireNode*>(node->next);
       node->next = chain;
       chain = node;
     }
@@ -232,10 +243,9 @@ SmallPoolAllocator::~SmallPoolAllocator() {
   ThreadSlots& slots = detail::tls_slots;
   if (slots.last_serial == serial_) slots.last_serial = 0;
   // Fallback blocks still waiting for their epoch are freed now: no reader can outlive us.
-  std::uint64_t unused = 0;
   RetireNode* spent = nullptr;
-  in_->fallback_deferred.queue.drain(in_->fallback_deferred.pending, unused, UINT64_MAX, spent,
-                                     [](void* p, bool) { std::free(p); });
+  in_->fallback_deferred.backlog.take(in_->fallback_deferred.queue);
+  in_->fallback_deferred.backlog.reclaim(UINT64_MAX, SIZE_MAX, spent, [](void* p, bool) { std::free(p); });
   for (std::uint32_t i = 0; i < kMaxShards; ++i)
     if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) s->~Shard();
   for (auto* bucket : in_->legacy) bucket->~LegacyBucket();
@@ -309,6 +319,7 @@ ThreadState* SmallPoolAllocator::thread_state() noexcept {
       st->bins[c] = Bin{nullptr, static_cast<std::int32_t>(limit), limit, 0, 0};
     }
     st->cross_shard_frees = 0;
+    st->fallback = FallbackCounters{};
     st->record = epoch_.acquire_record();
     std::uint32_t count = shard_count();
     if (count == 0) {
@@ -348,11 +359,29 @@ void SmallPoolAllocator::flush_all_bins(ThreadState& st) noexcept {
   }
 }
 
+void SmallPoolAllocator::fold_fallback(ThreadState& st) noexcept {
+  FallbackCounters& f = st.fallback;
+  in_->fallback_allocs.fetch_add(f.allocs, std::memory_order_relaxed);
+  in_->fallback_frees.fetch_add(f.frees, std::memory_order_relaxed);
+  in_->fallback_live.fetch_add(f.live_bytes, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < FallbackCounters::kBuckets; ++i)
+    in_->fallback_buckets[i].fetch_add(f.size_buckets[i], std::memory_order_relaxed);
+  // Written by this thread only, under registry_mutex_ (which snapshots hold).
+  counter_add(f.allocs, std::uint64_t{0} - f.allocs);
+  counter_add(f.frees, std::uint64_t{0} - f.frees);
+  counter_add(f.live_bytes, -f.live_bytes);
+  for (auto& b : f.size_buckets) counter_add(b, std::uint64_t{0} - b);
+}
+
 void SmallPoolAllocator::fold_counters(ThreadState& st) noexcept {
-  if (st.shard == kNoShard) return;
+  if (st.shard == kNoShard) {
+    fold_fallback(st);
+    return;
+  }
   Shard& sh = shard(st.shard);
   ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
   sh.retired += st.counters();
+  fold_fallback(st);
   // Restart the derived counters from an empty bin (flush_all_bins ran first).
   for (Bin& bin : st.bins) {
     SYDRA_ASSERT(bin.head == nullptr, "folding counters of a thread with cached blocks");
@@ -444,10 +473,7 @@ void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noe
       {
         ScopedLock guard(sh.lock, sh.lock_stats[cls]);
         // Reuse what other shards' threads gave back before carving more.
-        if (sh.pending_count != 0 || sh.deferred.maybe_nonempty()) {
-          epoch_.try_advance();
-          sh.collect(epoch_.min_observed(), spent);
-        }
+        if (sh.has_deferred()) sh.collect(epoch_, true, kRefillCollectBudget, spent);
         got = sh.pool.take(cls, class_batch(cls), &chain);
         ++sh.pool.class_pool(cls).refills;
       }
@@ -505,9 +531,17 @@ void* SmallPoolAllocator::allocate_fallback(std::size_t size, std::size_t align)
     p = nullptr;
   }
   if (p == nullptr) return nullptr;
-  in_->fallback_allocs.fetch_add(1, std::memory_order_relaxed);
-  in_->fallback_buckets[fallback_bucket(size)].fetch_add(1, std::memory_order_relaxed);
-  in_->fallback_live.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  const auto usable = static_cast<std::int64_t>(malloc_usable_size(p));
+  if (ThreadState* st = thread_state()) {
+    FallbackCounters& f = st->fallback;
+    counter_add(f.allocs, std::uint64_t{1});
+    counter_add(f.size_buckets[fallback_bucket(size)], std::uint64_t{1});
+    counter_add(f.live_bytes, usable);
+  } else {
+    in_->fallback_allocs.fetch_add(1, std::memory_order_relaxed);
+    in_->fallback_buckets[fallback_bucket(size)].fetch_add(1, std::memory_order_relaxed);
+    in_->fallback_live.fetch_add(usable, std::memory_order_relaxed);
+  }
   return p;
 }
 
@@ -594,9 +628,19 @@ void SmallPoolAllocator::free_fallback(void* p) noexcept {
     }
   }
 #endif
-  in_->fallback_frees.fetch_add(1, std::memory_order_relaxed);
-  in_->fallback_live.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  count_fallback_free(p);
   std::free(p);
+}
+
+void SmallPoolAllocator::count_fallback_free(void* p) noexcept {
+  const auto usable = static_cast<std::int64_t>(malloc_usable_size(p));
+  if (ThreadState* st = thread_state()) {
+    counter_add(st->fallback.frees, std::uint64_t{1});
+    counter_add(st->fallback.live_bytes, -usable);
+  } else {
+    in_->fallback_frees.fetch_add(1, std::memory_order_relaxed);
+    in_->fallback_live.fetch_sub(usable, std::memory_order_relaxed);
+  }
 }
 
 void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
@@ -625,9 +669,13 @@ void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
   void* q = std::realloc(p, size);
   if (q == nullptr) return nullptr;
   (q == p ? in_->fallback_resizes : in_->fallback_remaps).fetch_add(1, std::memory_order_relaxed);
-  in_->fallback_live.fetch_add(
-      static_cast<std::int64_t>(malloc_usable_size(q)) - static_cast<std::int64_t>(old_usable),
-      std::memory_order_relaxed);
+  const std::int64_t grown =
+      static_cast<std::int64_t>(malloc_usable_size(q)) - static_cast<std::int64_t>(old_usable);
+  if (ThreadState* st = thread_state()) {
+    counter_add(st->fallback.live_bytes, grown);
+  } else {
+    in_->fallback_live.fetch_add(grown, std::memory_order_relaxed);
+  }
   return q;
 }
 
@@ -694,7 +742,6 @@ bool SmallPoolAllocator::advance_epoch() noexcept {
 }
 
 std::size_t SmallPoolAllocator::collect_garbage() noexcept {
-  const std::uint64_t safe = epoch_.min_observed();
   std::size_t reclaimed = 0;
   const std::uint32_t created = in_->shards_created.load(std::memory_order_acquire);
   for (std::uint32_t i = 0; i < created; ++i) {
@@ -702,7 +749,7 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
     RetireNode* spent = nullptr;
     {
       ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
-      reclaimed += sh.collect(safe, spent);
+      reclaimed += sh.collect(epoch_, false, SIZE_MAX, spent);
     }
     in_->recycle_nodes(spent);
   }
@@ -710,8 +757,9 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
   {
     auto& list = in_->legacy_deferred;
     std::lock_guard<std::mutex> guard(list.mutex);
+    list.backlog.take(list.queue);
     reclaimed +=
-        list.queue.drain(list.pending, list.pending_count, safe, spent, [this](void* block, bool retired) {
+        list.backlog.reclaim(epoch_.min_observed(), SIZE_MAX, spent, [this](void* block, bool retired) {
           SlabMeta& slab = space_.meta_of(block);
           if (retired) track::on_free(block, class_to_size(slab.cls));
           Internals::LegacyBucket& bucket = *in_->legacy[slab.cls];
@@ -723,10 +771,9 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
   {
     auto& list = in_->fallback_deferred;
     std::lock_guard<std::mutex> guard(list.mutex);
-    reclaimed += list.queue.drain(list.pending, list.pending_count, safe, spent, [this](void* block, bool) {
-      in_->fallback_frees.fetch_add(1, std::memory_order_relaxed);
-      in_->fallback_live.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(block)),
-                                   std::memory_order_relaxed);
+    list.backlog.take(list.queue);
+    reclaimed += list.backlog.reclaim(epoch_.min_observed(), SIZE_MAX, spent, [this](void* block, bool) {
+      count_fallback_free(block);
       std::free(block);
     });
   }
@@ -737,6 +784,10 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
 // ---- telemetry ----------------------------------------------------------------------------
 
 AllocatorStats SmallPoolAllocator::snapshot() const {
+  const double tick_rate = platform::ticks_per_ns();
+  auto ticks_to_ns = [tick_rate](std::uint64_t t) {
+    return static_cast<std::uint64_t>(static_cast<double>(t) / tick_rate);
+  };
   AllocatorStats out;
   out.mode = mode();
   out.shard_count = shard_count();
@@ -746,6 +797,7 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
   out.shards.resize(created);  // allocate before taking any lock
 
   std::array<std::array<std::uint64_t, kNumClasses>, kMaxShards> cached{};
+  std::int64_t fallback_live = 0;
   {
     std::lock_guard<std::mutex> registry(in_->registry_mutex);
     for (ThreadState* t = in_->threads; t != nullptr; t = t->next) {
@@ -759,6 +811,15 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
       }
       s.cross_shard_frees += c.cross_shard_frees;
       ++s.threads;
+    }
+    for (ThreadState* t = in_->threads; t != nullptr; t = t->next) {
+      if (!t->claimed) continue;
+      const FallbackCounters& f = t->fallback;
+      out.fallback.allocs += counter_read(f.allocs);
+      out.fallback.frees += counter_read(f.frees);
+      fallback_live += counter_read(f.live_bytes);
+      for (std::size_t i = 0; i < FallbackStats::kBuckets; ++i)
+        out.fallback.size_buckets[i].count += counter_read(f.size_buckets[i]);
     }
     for (std::uint32_t i = 0; i < created; ++i) {
       Shard& sh = shard(i);
@@ -795,8 +856,8 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
       const LockStats& ls = sh.lock_stats[k];
       const std::uint64_t acq = ls.acquisitions.load(std::memory_order_relaxed);
       const std::uint64_t con = ls.contention.load(std::memory_order_relaxed);
-      const std::uint64_t wait = ls.wait_ns.load(std::memory_order_relaxed);
-      const std::uint64_t hold = ls.hold_ns.load(std::memory_order_relaxed);
+      const std::uint64_t wait = ticks_to_ns(ls.wait_ticks.load(std::memory_order_relaxed));
+      const std::uint64_t hold = ticks_to_ns(ls.hold_ticks.load(std::memory_order_relaxed));
       s.lock_acquisitions += acq;
       s.lock_contention += con;
       s.lock_wait_ns += wait;
@@ -833,8 +894,8 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
     }
     cs.lock_acquisitions = bucket.lock_stats.acquisitions.load(std::memory_order_relaxed);
     cs.lock_contention = bucket.lock_stats.contention.load(std::memory_order_relaxed);
-    cs.lock_wait_ns = bucket.lock_stats.wait_ns.load(std::memory_order_relaxed);
-    cs.lock_hold_ns = bucket.lock_stats.hold_ns.load(std::memory_order_relaxed);
+    cs.lock_wait_ns = ticks_to_ns(bucket.lock_stats.wait_ticks.load(std::memory_order_relaxed));
+    cs.lock_hold_ns = ticks_to_ns(bucket.lock_stats.hold_ticks.load(std::memory_order_relaxed));
   }
 
   for (std::uint32_t k = 0; k < kNumClasses; ++k) {
@@ -854,14 +915,16 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
   out.epoch.active_readers = epoch_.records_active();
 
   FallbackStats& f = out.fallback;
-  f.allocs = in_->fallback_allocs.load(std::memory_order_relaxed);
-  f.frees = in_->fallback_frees.load(std::memory_order_relaxed);
+  f.allocs += in_->fallback_allocs.load(std::memory_order_relaxed);
+  f.frees += in_->fallback_frees.load(std::memory_order_relaxed);
   f.resizes = in_->fallback_resizes.load(std::memory_order_relaxed);
   f.remaps = in_->fallback_remaps.load(std::memory_order_relaxed);
-  const std::int64_t live = in_->fallback_live.load(std::memory_order_relaxed);
+  const std::int64_t live = fallback_live + in_->fallback_live.load(std::memory_order_relaxed);
   f.live_bytes = live > 0 ? static_cast<std::uint64_t>(live) : 0;
-  for (std::size_t i = 0; i < FallbackStats::kBuckets; ++i)
-    f.size_buckets[i] = {kFallbackBounds[i], in_->fallback_buckets[i].load(std::memory_order_relaxed)};
+  for (std::size_t i = 0; i < FallbackStats::kBuckets; ++i) {
+    f.size_buckets[i].upper_bound = kFallbackBounds[i];
+    f.size_buckets[i].count += in_->fallback_buckets[i].load(std::memory_order_relaxed);
+  }
 
   MemoryStats& m = out.memory;
   m.reserved_bytes = space_.span();

@@ -132,6 +132,8 @@ class SmallPoolAllocator {
   void release_state(ThreadState& st) noexcept;
   void flush_all_bins(ThreadState& st) noexcept;
   void fold_counters(ThreadState& st) noexcept;  // under registry_mutex_
+  void fold_fallback(ThreadState& st) noexcept;  // under registry_mutex_
+  void count_fallback_free(void* p) noexcept;
   class Shard& shard(std::uint32_t i) const noexcept;
   class Shard* ensure_shard(std::uint32_t i) noexcept;
 

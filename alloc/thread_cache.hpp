@@ -38,11 +38,22 @@ struct alignas(kBinBytes) Bin {
 };
 static_assert(sizeof(Bin) == kBinBytes, "the slab tag encoding relies on 32-byte bins");
 
+// Allocations that went to the system allocator, counted by the thread that made them
+// (single writer, like the bins).
+struct FallbackCounters {
+  static constexpr std::size_t kBuckets = 8;  // FallbackStats::kBuckets
+  std::uint64_t allocs = 0;
+  std::uint64_t frees = 0;
+  std::int64_t live_bytes = 0;  // may go negative on a thread that frees others' blocks
+  std::array<std::uint64_t, kBuckets> size_buckets{};
+};
+
 struct ThreadState {
   std::array<Bin, kNumClasses> bins{};  // first: a bin is at (char*)this + class * kBinBytes
   std::uint32_t shard_tag = 0;          // make_tag(shard, 0): slab tag ^ shard_tag is a bin offset when ours
   std::uint32_t shard = 0;
   std::uint64_t cross_shard_frees = 0;
+  FallbackCounters fallback;
   EpochDomain::Record* record = nullptr;
   RetireNode* spare_nodes = nullptr;  // external nodes for retire(), taken from the allocator's pool
   std::uint32_t spare_count = 0;
