@@ -144,34 +144,50 @@ class DeferredQueue {
 // safe.
 class DeferredBacklog {
  public:
-  // Moves everything pushed to `queue` so far into a new batch.
-  void take(DeferredQueue& queue) noexcept {
-    DeferredNode* head = queue.take_all();
-    if (head == nullptr) return;
-    std::uint64_t stamp = 0;
-    DeferredNode* tail = head;
-    for (;;) {
-      track::unpoison(tail, sizeof(DeferredNode));
-      const std::uint64_t tag = tail->tagged_epoch >> 1;
-      if (tag > stamp) stamp = tag;
-      if (tail->next == nullptr) break;
-      DeferredNode* next = tail->next;
-      if ((tail->tagged_epoch & 1u) == 0) track::poison(tail, sizeof(DeferredNode));
-      tail = next;
+  // A run of nodes taken off a queue and stamped with its largest epoch tag.
+  struct Batch {
+    DeferredNode* head = nullptr;
+    DeferredNode* tail = nullptr;
+    std::uint64_t epoch = 0;
+  };
+
+  // Takes everything pushed to `queue` so far. Needs no lock (the exchange gives the
+  // caller sole ownership of the nodes), so callers walk cold nodes outside their lock.
+  static Batch prepare(DeferredQueue& queue) noexcept {
+    Batch batch;
+    batch.head = queue.take_all();
+    for (DeferredNode* node = batch.head; node != nullptr;) {
+      track::unpoison(node, sizeof(DeferredNode));
+      const std::uint64_t tag = node->tagged_epoch >> 1;
+      if (tag > batch.epoch) batch.epoch = tag;
+      DeferredNode* next = node->next;
+      if ((node->tagged_epoch & 1u) == 0) track::poison(node, sizeof(DeferredNode));
+      batch.tail = node;
+      node = next;
     }
-    if (size_ == kMaxBatches) {
-      // Readers have held reclamation back for a long time: fold the new nodes into the
-      // newest batch.
-      Batch& newest = batches_[(first_ + size_ - 1) % kMaxBatches];
-      tail->next = newest.head;
-      newest.head = head;
-      if (stamp > newest.epoch) newest.epoch = stamp;
-    } else {
-      batches_[(first_ + size_) % kMaxBatches] = Batch{head, stamp};
-      ++size_;
-    }
-    if ((tail->tagged_epoch & 1u) == 0) track::poison(tail, sizeof(DeferredNode));
+    return batch;
   }
+
+  // Under the owner's lock: adds a prepared batch.
+  void append(const Batch& batch) noexcept {
+    if (batch.head == nullptr) return;
+    if (size_ == kMaxBatches) {
+      // Readers have held reclamation back for a long time: fold into the newest batch.
+      Batch& newest = batches_[(first_ + size_ - 1) % kMaxBatches];
+      track::unpoison(batch.tail, sizeof(DeferredNode));
+      const bool external = (batch.tail->tagged_epoch & 1u) != 0;
+      batch.tail->next = newest.head;
+      if (!external) track::poison(batch.tail, sizeof(DeferredNode));
+      newest.head = batch.head;
+      if (batch.epoch > newest.epoch) newest.epoch = batch.epoch;
+      return;
+    }
+    batches_[(first_ + size_) % kMaxBatches] = batch;
+    ++size_;
+  }
+
+  // Under the owner's lock: prepare + append.
+  void take(DeferredQueue& queue) noexcept { append(prepare(queue)); }
 
   bool empty() const noexcept { return size_ == 0; }
 
@@ -210,10 +226,6 @@ class DeferredBacklog {
   }
 
  private:
-  struct Batch {
-    DeferredNode* head;
-    std::uint64_t epoch;
-  };
   static constexpr std::size_t kMaxBatches = 16;
   Batch batches_[kMaxBatches] = {};
   std::size_t first_ = 0;

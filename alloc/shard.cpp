@@ -66,6 +66,7 @@ SlabMeta* SlabPool::new_slab(std::uint32_t cls) noexcept {
     slab = empty_;
     empty_ = slab->next;
     --empty_count_;
+    if (empty_count_ < empty_low_water_) empty_low_water_ = empty_count_;
     space_.relabel(*slab, owner_, cls);
   } else {
     slab = space_.acquire(owner_, cls);
@@ -165,6 +166,59 @@ void SlabPool::put_chain(void* head, std::uint32_t cls) noexcept {
   }
 }
 
+std::uint32_t SlabPool::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept {
+  if (now_ns - trim_window_start_ns_ < interval_ns) return 0;
+  trim_window_start_ns_ = now_ns;
+  std::uint32_t released = 0;
+  while (released < empty_low_water_ && empty_ != nullptr) {
+    SlabMeta* slab = empty_;
+    empty_ = slab->next;
+    --empty_count_;
+    space_.release(*slab);
+    ++released;
+  }
+  empty_low_water_ = empty_count_;
+  return released;
+}
+
+bool SlabPool::push_batch(std::uint32_t cls, void* chain) noexcept {
+  ClassPool& pool = classes_[cls];
+  if (pool.transfer_batches >= kTransferBatches) return false;
+  track::write_batch_link(chain, pool.transfer);
+  pool.transfer = chain;
+  ++pool.transfer_batches;
+  return true;
+}
+
+void* SlabPool::pop_batch(std::uint32_t cls) noexcept {
+  ClassPool& pool = classes_[cls];
+  void* chain = pool.transfer;
+  if (chain == nullptr) return nullptr;
+  pool.transfer = track::read_batch_link(chain);
+  --pool.transfer_batches;
+  return chain;
+}
+
+void SlabPool::push_loose(std::uint32_t cls, void* block) noexcept {
+  ClassPool& pool = classes_[cls];
+  track::write_link(block, pool.loose);
+  pool.loose = block;
+  if (++pool.loose_count == class_batch(cls)) {
+    if (!push_batch(cls, pool.loose)) put_chain(pool.loose, cls);
+    pool.loose = nullptr;
+    pool.loose_count = 0;
+  }
+}
+
+void* SlabPool::take_loose(std::uint32_t cls, std::uint32_t* count) noexcept {
+  ClassPool& pool = classes_[cls];
+  void* chain = pool.loose;
+  *count = pool.loose_count;
+  pool.loose = nullptr;
+  pool.loose_count = 0;
+  return chain;
+}
+
 bool SlabPool::is_valid() const noexcept {
   for (std::uint32_t c = 0; c < kNumClasses; ++c) {
     const ClassPool& pool = classes_[c];
@@ -188,14 +242,23 @@ std::size_t Shard::collect(EpochDomain& epochs, bool advance, std::size_t budget
                            RetireNode*& spent_nodes) noexcept {
   backlog.take(deferred);
   if (advance) epochs.try_advance();
+  return collect(DeferredBacklog::Batch{}, epochs, budget, spent_nodes);
+}
+
+std::size_t Shard::collect(const DeferredBacklog::Batch& taken, EpochDomain& epochs, std::size_t budget,
+                           RetireNode*& spent_nodes) noexcept {
+  backlog.append(taken);
+  // Reclaimed blocks gather per class into whole batches for the transfer cache, so that
+  // a refill later takes them in O(1) instead of walking slab free lists of cold blocks.
   return backlog.reclaim(epochs.min_observed(), budget, spent_nodes, [this](void* block, bool retired) {
     SlabMeta& slab = pool.space().meta_of(block);
     SYDRA_CHECK(slab.owner == id(),
                 "wrong owner: deferred block %p reached shard %u but its slab belongs to %u", block, id(),
                 slab.owner);
-    if (retired) track::on_free(block, class_to_size(slab.cls));  // readers are gone: poison now
-    ++pool.class_pool(slab.cls).reclaimed;
-    pool.put(block, slab);
+    const std::uint32_t cls = slab.cls;
+    if (retired) track::on_free(block, class_to_size(cls));  // readers are gone: poison now
+    ++pool.class_pool(cls).reclaimed;
+    pool.push_loose(cls, block);
   });
 }
 

@@ -5,7 +5,10 @@
 // Blocks are taken from a partial slab's free list first, then carved from its untouched
 // tail (so a fresh slab costs no page faults until its blocks are used). A slab whose
 // last block comes back is empty: it is reset (no block is touched), kept if the pool
-// holds fewer than `retained_empty` empty slabs, else its pages go back to the OS.
+// holds fewer than `retained_empty` empty slabs, else its pages go back to the OS. Kept
+// empty slabs decay: trim() (from the maintenance tick) returns the ones that stayed
+// unused for a whole decay interval (a second by default), so steady churn never pays
+// madvise and page faults, and an idle pool still gives its memory back.
 //
 // Every SlabPool method requires the caller to hold the owner's lock:
 //   - a Shard has one InstrumentedLock for its whole pool;
@@ -55,6 +58,14 @@ SYDRA_FAST_PATH T counter_read(const T& counter) noexcept {
 
 struct ClassPool {
   SlabMeta* partial = nullptr;  // slabs with available blocks
+  // Transfer cache: whole batches (class_batch blocks, linked through their first word)
+  // kept out of the slabs, linked through the second word of their first block. Refills
+  // pop one in O(1) instead of walking slab free lists of cold blocks.
+  void* transfer = nullptr;
+  std::uint32_t transfer_batches = 0;
+  // Reclaimed blocks gathering into the next batch (fewer than class_batch).
+  void* loose = nullptr;
+  std::uint32_t loose_count = 0;
   std::uint64_t slabs = 0;
   std::uint64_t blocks_out = 0;  // blocks taken from slabs and not yet put back
   std::uint64_t high_water = 0;  // peak of blocks_out
@@ -62,12 +73,18 @@ struct ClassPool {
   std::uint64_t flushes = 0;
   std::uint64_t reclaimed = 0;    // deferred blocks put back
   std::uint64_t free_blocks = 0;  // available blocks in this class's partial slabs
+  std::uint64_t transfer_blocks() const noexcept {
+    return std::uint64_t{transfer_batches} * class_batch_of_pool + loose_count;
+  }
+  std::uint32_t class_batch_of_pool = 0;  // set by SlabPool
 };
 
 class SlabPool {
  public:
   SlabPool(SlabSpace& space, std::uint32_t owner, std::uint32_t retained_empty) noexcept
-      : space_(space), owner_(owner), retained_empty_(retained_empty) {}
+      : space_(space), owner_(owner), retained_empty_(retained_empty) {
+    for (std::uint32_t c = 0; c < kNumClasses; ++c) classes_[c].class_batch_of_pool = class_batch(c);
+  }
   ~SlabPool();  // returns every slab to the space
   SlabPool(const SlabPool&) = delete;
   SlabPool& operator=(const SlabPool&) = delete;
@@ -81,9 +98,24 @@ class SlabPool {
   // Gives back a chain of count blocks of class cls linked as take() links them.
   void put_chain(void* head, std::uint32_t cls) noexcept;
 
+  // Transfer cache. push_batch keeps a chain of exactly class_batch(cls) blocks if there
+  // is room (returns false otherwise: the caller puts the chain back into slabs);
+  // pop_batch returns such a chain or nullptr.
+  static constexpr std::uint32_t kTransferBatches = 8;
+  bool push_batch(std::uint32_t cls, void* chain) noexcept;
+  void* pop_batch(std::uint32_t cls) noexcept;
+  // A freed block (already poisoned) joins the loose chain of its class; a full chain
+  // becomes a transfer batch (or goes back to its slabs when the cache is full).
+  void push_loose(std::uint32_t cls, void* block) noexcept;
+  // Takes the loose chain of cls; *count gets its length (0 and nullptr when none).
+  void* take_loose(std::uint32_t cls, std::uint32_t* count) noexcept;
+
   const ClassPool& class_pool(std::uint32_t cls) const noexcept { return classes_[cls]; }
   ClassPool& class_pool(std::uint32_t cls) noexcept { return classes_[cls]; }
   std::uint32_t empty_slabs() const noexcept { return empty_count_; }
+  // Decay: once every `interval_ns`, returns to the OS the empty slabs that stayed unused
+  // for the whole interval (the low-water mark of the empty list). Returns how many.
+  std::uint32_t trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept;
   std::uint32_t owner() const noexcept { return owner_; }
   SlabSpace& space() const noexcept { return space_; }
 
@@ -102,6 +134,8 @@ class SlabPool {
   std::array<ClassPool, kNumClasses> classes_{};
   SlabMeta* empty_ = nullptr;  // fully free, committed slabs for reuse by any class
   std::uint32_t empty_count_ = 0;
+  std::uint32_t empty_low_water_ = 0;  // fewest empty slabs since the last trim()
+  std::uint64_t trim_window_start_ns_ = 0;
 };
 
 // Index of the LockStats slot for work that is not about one size class.
@@ -130,6 +164,9 @@ class Shard {
   // back to their slabs; external nodes it is done with are linked onto spent_nodes.
   // Returns how many blocks were reclaimed.
   std::size_t collect(EpochDomain& epochs, bool advance, std::size_t budget,
+                      RetireNode*& spent_nodes) noexcept;
+  // Same, with the new nodes taken (and walked) beforehand without the lock.
+  std::size_t collect(const DeferredBacklog::Batch& taken, EpochDomain& epochs, std::size_t budget,
                       RetireNode*& spent_nodes) noexcept;
   bool has_deferred() const noexcept { return !backlog.empty() || deferred.maybe_nonempty(); }
 

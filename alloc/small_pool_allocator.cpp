@@ -88,9 +88,11 @@ std::uint32_t fallback_bucket(std::size_t size) noexcept {
 constexpr std::uint64_t kFallbackBounds[FallbackStats::kBuckets] = {512,   1024,   4096,    16384,
                                                                     65536, 262144, 1048576, UINT64_MAX};
 
-// Deferred blocks a refill may reclaim under the shard lock: bounds the refill's latency;
-// the maintenance tick (collect_garbage) takes the rest.
+// Deferred blocks a refill may reclaim under the shard lock, when its class would
+// otherwise need a new slab: bounds the refill's latency. collect_garbage() (the
+// maintenance tick) does the bulk of reclamation, kCollectChunk blocks per lock hold.
 constexpr std::size_t kRefillCollectBudget = 128;
+constexpr std::size_t kCollectChunk = 256;
 
 constexpr std::uint32_t kNoShardTag = 0xFE00;  // matches no slab tag (owners are <= kMaxShards)
 
@@ -473,8 +475,21 @@ void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noe
       {
         ScopedLock guard(sh.lock, sh.lock_stats[cls]);
         // Reuse what other shards' threads gave back before carving more.
-        if (sh.has_deferred()) sh.collect(epoch_, true, kRefillCollectBudget, spent);
-        got = sh.pool.take(cls, class_batch(cls), &chain);
+        // Reuse what other threads gave back rather than grow, but only then: reclaiming
+        // touches cold blocks, which is the maintenance tick's job.
+        chain = sh.pool.pop_batch(cls);
+        if (chain != nullptr) {
+          got = class_batch(cls);
+        } else {
+          if (sh.pool.class_pool(cls).partial == nullptr && sh.pool.empty_slabs() == 0 && sh.has_deferred())
+            sh.collect(epoch_, true, kRefillCollectBudget, spent);
+          chain = sh.pool.pop_batch(cls);
+          if (chain != nullptr) {
+            got = class_batch(cls);
+          } else if ((chain = sh.pool.take_loose(cls, &got)) == nullptr) {
+            got = sh.pool.take(cls, class_batch(cls), &chain);
+          }
+        }
         ++sh.pool.class_pool(cls).refills;
       }
       in_->recycle_nodes(spent);
@@ -597,22 +612,23 @@ void SmallPoolAllocator::free_owned(void* p, std::uint16_t tag) noexcept {
 }
 
 void SmallPoolAllocator::flush_bin(ThreadState& st, std::uint32_t cls) noexcept {
-  // Keep the most recently freed batch (likely still in cache); give the older rest back.
+  // Give back exactly one batch: the older blocks. The walk to the split point is over
+  // blocks this thread freed moments ago, so it stays in cache.
   Bin& bin = st.bins[cls];
-  const std::uint32_t keep = class_batch(cls);
+  const std::uint32_t batch = class_batch(cls);
+  const std::uint32_t keep = bin.count() - batch;
   void* last_kept = bin.head;
   for (std::uint32_t i = 1; i < keep; ++i) last_kept = track::read_link(last_kept);
   void* rest = track::read_link(last_kept);
   track::write_link(last_kept, nullptr);
-  const std::uint32_t flushed = bin.count() - keep;
   Shard& sh = shard(st.shard);
   {
     ScopedLock guard(sh.lock, sh.lock_stats[cls]);
-    sh.pool.put_chain(rest, cls);
+    if (!sh.pool.push_batch(cls, rest)) sh.pool.put_chain(rest, cls);
     ++sh.pool.class_pool(cls).flushes;
   }
-  counter_add(bin.moved, std::uint64_t{0} - flushed);
-  counter_add(bin.room, static_cast<std::int32_t>(flushed));
+  counter_add(bin.moved, std::uint64_t{0} - batch);
+  counter_add(bin.room, static_cast<std::int32_t>(batch));
 }
 
 void SmallPoolAllocator::free_fallback(void* p) noexcept {
@@ -746,12 +762,23 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
   const std::uint32_t created = in_->shards_created.load(std::memory_order_acquire);
   for (std::uint32_t i = 0; i < created; ++i) {
     Shard& sh = shard(i);
-    RetireNode* spent = nullptr;
-    {
-      ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
-      reclaimed += sh.collect(epoch_, false, SIZE_MAX, spent);
+    // Walk the new nodes before taking the lock, then reclaim in chunks so that the
+    // shard's own threads are never kept waiting for long.
+    DeferredBacklog::Batch taken = DeferredBacklog::prepare(sh.deferred);
+    for (;;) {
+      RetireNode* spent = nullptr;
+      std::size_t n;
+      {
+        ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+        n = sh.collect(taken, epoch_, kCollectChunk, spent);
+      }
+      taken = {};
+      in_->recycle_nodes(spent);
+      reclaimed += n;
+      if (n < kCollectChunk) break;
     }
-    in_->recycle_nodes(spent);
+    ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
+    sh.pool.trim(platform::now_ns(), std::uint64_t{options_.empty_slab_decay_ms} * 1'000'000);
   }
   RetireNode* spent = nullptr;
   {
@@ -837,14 +864,14 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
         cs.deferred_enqueued = sh.deferred_in[k].load(std::memory_order_relaxed);
         cs.frees += sh.retired.frees[k] + cs.deferred_enqueued;
         cs.cached = cached[i][k];
-        cs.free_blocks = pool.free_blocks;
+        cs.free_blocks = pool.free_blocks + pool.transfer_blocks();
         cs.high_water = pool.high_water;
         cs.refills = pool.refills;
         cs.flushes = pool.flushes;
         cs.slabs = pool.slabs;
         cs.deferred_reclaimed = pool.reclaimed;
         cs.deferred_pending = cs.deferred_enqueued - cs.deferred_reclaimed;
-        const std::uint64_t held = cs.cached + cs.deferred_pending;
+        const std::uint64_t held = cs.cached + cs.deferred_pending + pool.transfer_blocks();
         cs.in_use = pool.blocks_out > held ? pool.blocks_out - held : 0;
       }
     }

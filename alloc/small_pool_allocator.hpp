@@ -35,7 +35,10 @@ struct Options {
   int shards = SYDRA_ALLOCATOR_SHARDS;
   std::size_t reserve_bytes = std::size_t{16} << 30;  // virtual range for slabs
   std::size_t slab_bytes = std::size_t{64} << 10;     // power of two, >= 4096
-  std::uint32_t retained_empty_slabs = 4;             // empty slabs a shard keeps committed; beyond, madvise
+  // Empty slabs a shard keeps committed for reuse (beyond, their pages go back to the OS
+  // at once). collect_garbage() returns those that stayed unused since its previous call.
+  std::uint32_t retained_empty_slabs = 64;
+  std::uint32_t empty_slab_decay_ms = 1000;
 
   // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
   // SYDRA_ALLOC_SHARDS (integer) and SYDRA_ALLOC_RESERVE_MB. Never allocates.

@@ -83,4 +83,20 @@ SYDRA_FAST_PATH void write_link(void* block, void* next) noexcept {
   poison(block, sizeof(void*));
 }
 
+// The second word of a free block: the next batch, for batches kept in a transfer cache.
+SYDRA_FAST_PATH void* read_batch_link(void* block) noexcept {
+  void** word = static_cast<void**>(block) + 1;
+  unpoison(word, sizeof(void*));
+  void* next = *word;
+  poison(word, sizeof(void*));
+  return next;
+}
+
+SYDRA_FAST_PATH void write_batch_link(void* block, void* next) noexcept {
+  void** word = static_cast<void**>(block) + 1;
+  unpoison(word, sizeof(void*));
+  *word = next;
+  poison(word, sizeof(void*));
+}
+
 }  // namespace sydra::alloc::track
