@@ -169,6 +169,14 @@ void SlabPool::put_chain(void* head, std::uint32_t cls) noexcept {
 std::uint32_t SlabPool::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept {
   if (now_ns - trim_window_start_ns_ < interval_ns) return 0;
   trim_window_start_ns_ = now_ns;
+  for (std::uint32_t cls = 0; cls < kNumClasses; ++cls) {
+    ClassPool& pool = classes_[cls];
+    for (std::uint32_t unused = pool.transfer_low_water; unused > 0 && pool.transfer != nullptr; --unused)
+      put_chain(pop_batch(cls), cls);
+    pool.transfer_low_water = pool.transfer_batches;
+    std::uint32_t count;
+    if (void* loose = take_loose(cls, &count)) put_chain(loose, cls);
+  }
   std::uint32_t released = 0;
   while (released < empty_low_water_ && empty_ != nullptr) {
     SlabMeta* slab = empty_;
@@ -196,6 +204,7 @@ void* SlabPool::pop_batch(std::uint32_t cls) noexcept {
   if (chain == nullptr) return nullptr;
   pool.transfer = track::read_batch_link(chain);
   --pool.transfer_batches;
+  if (pool.transfer_batches < pool.transfer_low_water) pool.transfer_low_water = pool.transfer_batches;
   return chain;
 }
 

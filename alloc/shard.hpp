@@ -63,6 +63,7 @@ struct ClassPool {
   // pop one in O(1) instead of walking slab free lists of cold blocks.
   void* transfer = nullptr;
   std::uint32_t transfer_batches = 0;
+  std::uint32_t transfer_low_water = 0;  // fewest batches since the last trim()
   // Reclaimed blocks gathering into the next batch (fewer than class_batch).
   void* loose = nullptr;
   std::uint32_t loose_count = 0;
@@ -113,8 +114,10 @@ class SlabPool {
   const ClassPool& class_pool(std::uint32_t cls) const noexcept { return classes_[cls]; }
   ClassPool& class_pool(std::uint32_t cls) noexcept { return classes_[cls]; }
   std::uint32_t empty_slabs() const noexcept { return empty_count_; }
-  // Decay: once every `interval_ns`, returns to the OS the empty slabs that stayed unused
-  // for the whole interval (the low-water mark of the empty list). Returns how many.
+  // Decay: once every `interval_ns`, puts back into their slabs the transfer batches that
+  // stayed unused for the whole interval and the loose chains (they pin slabs that could
+  // otherwise be empty), and returns to the OS the empty slabs that stayed unused for the
+  // whole interval (low-water marks). Returns how many slabs went back to the OS.
   std::uint32_t trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept;
   std::uint32_t owner() const noexcept { return owner_; }
   SlabSpace& space() const noexcept { return space_; }

@@ -445,8 +445,8 @@ void SmallPoolAllocator::flush_thread_cache() noexcept {
 // ---- allocation slow paths --------------------------------------------------------------
 
 void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noexcept {
+  if (align == 0 || (align & (align - 1)) != 0) return nullptr;
   if (align > kMinBlock) {
-    if ((align & (align - 1)) != 0) return nullptr;
     if (align <= kMaxSmallSize && size <= kMaxSmallSize) {
       // Classes of 32 bytes and up whose size is a multiple of `align` are aligned to it
       // (slabs are slab-size aligned): round the request up to the alignment.
@@ -538,6 +538,7 @@ void* SmallPoolAllocator::allocate_legacy(std::uint32_t cls) noexcept {
 }
 
 void* SmallPoolAllocator::allocate_fallback(std::size_t size, std::size_t align) noexcept {
+  if (size > static_cast<std::size_t>(PTRDIFF_MAX)) return nullptr;  // no object can be that large
   void* p = nullptr;
   // At least 16 bytes, so a retired fallback block can carry a DeferredNode.
   if (align <= kMinBlock) {
@@ -631,6 +632,19 @@ void SmallPoolAllocator::flush_bin(ThreadState& st, std::uint32_t cls) noexcept 
   counter_add(bin.room, static_cast<std::int32_t>(batch));
 }
 
+void SmallPoolAllocator::check_sized_free(void* p, std::size_t size) const noexcept {
+  const std::uint16_t tag = space_.tag_of(p);
+  if (tag == kFreeSlabTag) return;  // deallocate reports the invalid free itself
+  const std::uint32_t block = class_to_size(tag_class(tag));
+  // allocate(size, align) rounds size up to align when align > 16: accept any alignment
+  // that divides the block size and gives exactly that block.
+  bool matches = size <= kMaxSmallSize && class_to_size(size_to_class(size)) == block;
+  for (std::size_t align = 32; !matches && align <= kMaxSmallSize && block % align == 0; align *= 2)
+    matches = size != 0 && ((size + align - 1) & ~(align - 1)) == block;
+  SYDRA_CHECK(matches, "sized free of %p with size %zu but the block is in the %u-byte class", p, size,
+              block);
+}
+
 void SmallPoolAllocator::free_fallback(void* p) noexcept {
 #if SYDRA_ALLOC_DEBUG
   {
@@ -667,7 +681,10 @@ void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
   }
   if (owns(p)) {
     const std::size_t old_size = class_to_size(tag_class(space_.tag_of(p)));
-    if (size <= old_size && size_to_class(size) == tag_class(space_.tag_of(p))) return p;
+    if (size <= old_size && size_to_class(size) == tag_class(space_.tag_of(p))) {
+      in_->fallback_resizes.fetch_add(1, std::memory_order_relaxed);  // kept in place
+      return p;
+    }
     void* q = allocate(size);
     if (q == nullptr) return nullptr;
     std::memcpy(q, p, old_size < size ? old_size : size);
