@@ -8,10 +8,13 @@ packages=(
   build-essential cmake ninja-build clang lld clang-format clang-tidy libclang-rt-14-dev
   # test framework
   doctest-dev
+  # the daemon: HTTP (Asio/Beast), JSON, logging, config, arguments, systemd notify
+  libboost1.81-dev nlohmann-json3-dev libspdlog-dev libtomlplusplus-dev libcli11-dev libsystemd-dev
+  pkg-config
   # peer allocators, loaded by bench/compare_allocators.sh through LD_PRELOAD
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
-  # plots of latency percentiles
-  gnuplot-nox
+  # plots of latency percentiles; HTTP load generator
+  gnuplot-nox wrk curl
   # whole-program tools used by tests and docs (RSS, instruction counts)
   procps valgrind python3
 )

@@ -1,0 +1,69 @@
+// The daemon's configuration: sydradb.toml, then command-line flags, then the environment
+// for secrets. Every key, its default and its range are documented in docs/configuration.md.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "alloc/stats.hpp"
+
+namespace sydra::server {
+
+enum class FsyncPolicy { always, interval, none };
+
+struct Config {
+  // Upstream keys.
+  std::string data_dir = "./data";
+  std::uint16_t http_port = 8080;  // 0 = pick a free port (see port_file)
+  FsyncPolicy fsync = FsyncPolicy::interval;
+  std::uint32_t flush_interval_ms = 1000;
+  std::uint64_t memtable_max_bytes = std::uint64_t{64} << 20;
+  std::uint32_t retention_days = 0;  // 0 = keep forever
+  std::string auth_token;            // empty = no authentication
+
+  // Ours.
+  std::string listen_address = "127.0.0.1";
+  std::uint32_t workers = 0;  // 0 = one per CPU
+  alloc::Mode allocator_mode = alloc::Mode::sharded;
+  int allocator_shards = -1;  // -1 = one per worker, 0 = sharding off
+  std::string log_level = "info";
+  bool access_log = false;
+  std::string port_file;  // write the bound port here once listening
+
+  // Limits.
+  std::uint64_t max_body_bytes = std::uint64_t{8} << 20;
+  std::uint32_t max_header_bytes = 16 * 1024;
+  std::uint32_t read_timeout_ms = 10'000;  // a request's headers and body must arrive within
+  std::uint32_t idle_timeout_ms = 60'000;  // keep-alive connection with no request
+  std::uint32_t max_connections = 1024;
+  std::uint32_t shutdown_timeout_ms = 10'000;
+  std::uint32_t maintenance_interval_ms = 100;  // epoch advance + garbage collection tick
+
+  std::uint32_t resolved_workers() const noexcept;
+  std::uint32_t resolved_shards() const noexcept;
+};
+
+// An invalid value or unreadable file: what() is one line naming the key.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads a TOML file into `config` (keys not in the file keep their values). Unknown keys
+// are returned as warnings; invalid values throw ConfigError.
+std::vector<std::string> load_config_file(const std::string& path, Config& config);
+
+// Sets one key from its text form (flags and the environment use the same parser).
+void set_config_value(Config& config, const std::string& key, const std::string& value);
+
+// Cross-key checks after everything is applied; throws ConfigError.
+void validate(const Config& config);
+
+// Every key the file may contain, for `--help`, docs and the docs drift test.
+const std::vector<std::string>& config_keys();
+
+const char* to_string(FsyncPolicy policy) noexcept;
+
+}  // namespace sydra::server

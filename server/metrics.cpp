@@ -1,0 +1,333 @@
+#include "server/metrics.hpp"
+
+#include <cstdio>
+
+namespace sydra::server {
+
+RequestMetrics::RequestMetrics(unsigned slots) {
+  for (unsigned i = 0; i < (slots == 0 ? 1 : slots); ++i) slots_.push_back(std::make_unique<Slot>());
+}
+
+void RequestMetrics::record(unsigned slot, std::string_view route, int status, double seconds) {
+  Slot& s = *slots_[slot % slots_.size()];
+  std::lock_guard<std::mutex> guard(s.mutex);
+  Series& series = s.series[Key{std::string(route), status}];
+  ++series.count;
+  series.sum_seconds += seconds;
+  for (std::size_t i = 0; i < kBounds.size(); ++i)
+    if (seconds <= kBounds[i]) {
+      ++series.buckets[i];
+      break;
+    }
+}
+
+std::map<RequestMetrics::Key, RequestMetrics::Series> RequestMetrics::merged() const {
+  std::map<Key, Series> out;
+  for (const auto& slot : slots_) {
+    std::lock_guard<std::mutex> guard(slot->mutex);
+    for (const auto& [key, s] : slot->series) {
+      Series& o = out[key];
+      o.count += s.count;
+      o.sum_seconds += s.sum_seconds;
+      for (std::size_t i = 0; i < kBounds.size(); ++i) o.buckets[i] += s.buckets[i];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Builds the text: one HELP and TYPE per metric, then its samples.
+class Writer {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+  void sample(std::string_view name, std::string_view labels, double value) {
+    out_ += name;
+    if (!labels.empty()) {
+      out_ += '{';
+      out_ += labels;
+      out_ += '}';
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %.17g\n", value);
+    out_ += buf;
+  }
+  void sample(std::string_view name, std::string_view labels, std::uint64_t value) {
+    out_ += name;
+    if (!labels.empty()) {
+      out_ += '{';
+      out_ += labels;
+      out_ += '}';
+    }
+    out_ += ' ';
+    out_ += std::to_string(value);
+    out_ += '\n';
+  }
+  // A metric with a single unlabelled sample.
+  template <class T>
+  void single(std::string_view name, std::string_view type, std::string_view help, T value) {
+    family(name, type, help);
+    sample(name, "", value);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+std::string owner_label(std::string_view owner, std::uint32_t size) {
+  return "shard=\"" + std::string(owner) + "\",size_class=\"" + std::to_string(size) + "\"";
+}
+
+// Per (owner, size class) metrics, one row per ClassStats field.
+struct ClassMetric {
+  const char* name;
+  const char* type;
+  const char* help;
+  std::uint64_t alloc::ClassStats::*field;
+  double scale;  // 1e-9 for nanoseconds exported as seconds
+};
+
+constexpr ClassMetric kClassMetrics[] = {
+    {"sydradb_alloc_allocations_total", "counter", "Blocks handed to callers.",
+     &alloc::ClassStats::allocations, 0},
+    {"sydradb_alloc_frees_total", "counter", "Blocks given back, including cross-shard frees and retires.",
+     &alloc::ClassStats::frees, 0},
+    {"sydradb_alloc_in_use_blocks", "gauge", "Blocks held by callers.", &alloc::ClassStats::in_use, 0},
+    {"sydradb_alloc_cached_blocks", "gauge", "Blocks in thread caches.", &alloc::ClassStats::cached, 0},
+    {"sydradb_alloc_free_blocks", "gauge", "Free blocks in the owner's slabs and transfer cache.",
+     &alloc::ClassStats::free_blocks, 0},
+    {"sydradb_alloc_high_water_blocks", "gauge", "Peak of blocks out of the slabs.",
+     &alloc::ClassStats::high_water, 0},
+    {"sydradb_alloc_refills_total", "counter", "Thread cache refills from the shard.",
+     &alloc::ClassStats::refills, 0},
+    {"sydradb_alloc_flushes_total", "counter", "Thread cache flushes to the shard.",
+     &alloc::ClassStats::flushes, 0},
+    {"sydradb_alloc_slabs", "gauge", "Slabs assigned to the size class.", &alloc::ClassStats::slabs, 0},
+    {"sydradb_alloc_deferred_enqueued_total", "counter", "Blocks pushed on the deferred queue.",
+     &alloc::ClassStats::deferred_enqueued, 0},
+    {"sydradb_alloc_deferred_reclaimed_total", "counter",
+     "Deferred blocks reclaimed after their epoch passed.", &alloc::ClassStats::deferred_reclaimed, 0},
+    {"sydradb_alloc_deferred_pending_blocks", "gauge", "Deferred blocks waiting for their epoch.",
+     &alloc::ClassStats::deferred_pending, 0},
+    {"sydradb_alloc_lock_acquisitions_total", "counter", "Owner lock acquisitions for the size class.",
+     &alloc::ClassStats::lock_acquisitions, 0},
+    {"sydradb_alloc_lock_contentions_total", "counter", "Owner lock acquisitions that had to wait.",
+     &alloc::ClassStats::lock_contention, 0},
+    {"sydradb_alloc_lock_wait_seconds_total", "counter", "Time spent waiting for the owner lock.",
+     &alloc::ClassStats::lock_wait_ns, 1e-9},
+    {"sydradb_alloc_lock_hold_seconds_total", "counter", "Time the owner lock was held.",
+     &alloc::ClassStats::lock_hold_ns, 1e-9},
+};
+
+struct ShardMetric {
+  const char* name;
+  const char* type;
+  const char* help;
+  std::uint64_t alloc::ShardStats::*field;
+  double scale;
+};
+
+constexpr ShardMetric kShardMetrics[] = {
+    {"sydradb_alloc_shard_threads", "gauge", "Threads bound to the shard.", &alloc::ShardStats::threads, 0},
+    {"sydradb_alloc_cross_shard_frees_total", "counter",
+     "Frees by the shard's threads of other shards' blocks.", &alloc::ShardStats::cross_shard_frees, 0},
+    {"sydradb_alloc_empty_slabs", "gauge", "Empty slabs the shard keeps committed for reuse.",
+     &alloc::ShardStats::empty_slabs, 0},
+    {"sydradb_alloc_shard_epoch_min", "gauge", "Smallest epoch observed by a reader of the shard.",
+     &alloc::ShardStats::epoch_min, 0},
+    {"sydradb_alloc_shard_lock_acquisitions_total", "counter", "Shard lock acquisitions, all operations.",
+     &alloc::ShardStats::lock_acquisitions, 0},
+    {"sydradb_alloc_shard_lock_contentions_total", "counter", "Shard lock acquisitions that had to wait.",
+     &alloc::ShardStats::lock_contention, 0},
+    {"sydradb_alloc_shard_lock_wait_seconds_total", "counter", "Time spent waiting for the shard lock.",
+     &alloc::ShardStats::lock_wait_ns, 1e-9},
+    {"sydradb_alloc_shard_lock_hold_seconds_total", "counter", "Time the shard lock was held.",
+     &alloc::ShardStats::lock_hold_ns, 1e-9},
+};
+
+template <class T>
+void emit(Writer& w, const char* name, std::string_view labels, T value, double scale) {
+  if (scale != 0)
+    w.sample(name, labels, static_cast<double>(value) * scale);
+  else
+    w.sample(name, labels, static_cast<std::uint64_t>(value));
+}
+
+}  // namespace
+
+std::string render_metrics(const MetricsInput& in) {
+  Writer w;
+  const alloc::AllocatorStats& s = in.alloc;
+
+  w.family("sydradb_build_info", "gauge", "Build information; the value is always 1.");
+  w.sample("sydradb_build_info", "version=\"" SYDRADB_VERSION "\"", std::uint64_t{1});
+  w.single("sydradb_uptime_seconds", "gauge", "Seconds since the daemon started.", in.uptime_seconds);
+  w.single("sydradb_workers", "gauge", "HTTP worker threads.", std::uint64_t{in.workers});
+
+  // HTTP.
+  w.single("sydradb_http_connections", "gauge", "Open client connections.",
+           in.server.connections_active.load(std::memory_order_relaxed));
+  w.single("sydradb_http_connections_total", "counter", "Client connections accepted.",
+           in.server.connections_total.load(std::memory_order_relaxed));
+  w.single("sydradb_http_connections_rejected_total", "counter", "Connections refused at the connection cap.",
+           in.server.connections_rejected.load(std::memory_order_relaxed));
+  w.single("sydradb_http_timeouts_total", "counter", "Connections closed by the read or idle timeout.",
+           in.server.timeouts.load(std::memory_order_relaxed));
+  const auto requests = in.requests.merged();
+  w.family("sydradb_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+  for (const auto& [key, series] : requests)
+    w.sample("sydradb_http_requests_total",
+             "route=\"" + escape_label(key.first) + "\",status=\"" + std::to_string(key.second) + "\"",
+             series.count);
+  w.family("sydradb_http_request_duration_seconds", "histogram",
+           "Time from a complete request to its response written, by route and status.");
+  for (const auto& [key, series] : requests) {
+    const std::string labels =
+        "route=\"" + escape_label(key.first) + "\",status=\"" + std::to_string(key.second) + "\"";
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < RequestMetrics::kBounds.size(); ++i) {
+      cumulative += series.buckets[i];
+      char le[32];
+      std::snprintf(le, sizeof le, "%g", RequestMetrics::kBounds[i]);
+      w.sample("sydradb_http_request_duration_seconds_bucket", labels + ",le=\"" + le + "\"", cumulative);
+    }
+    w.sample("sydradb_http_request_duration_seconds_bucket", labels + ",le=\"+Inf\"", series.count);
+    w.sample("sydradb_http_request_duration_seconds_sum", labels, series.sum_seconds);
+    w.sample("sydradb_http_request_duration_seconds_count", labels, series.count);
+  }
+
+  // The allocator: process-wide figures.
+  w.family("sydradb_alloc_info", "gauge", "Allocator mode; the value is always 1.");
+  w.sample("sydradb_alloc_info", "mode=\"" + std::string(alloc::to_string(s.mode)) + "\"", std::uint64_t{1});
+  w.single("sydradb_alloc_shards", "gauge", "Active allocator shards (0 = sharding off).",
+           std::uint64_t{s.shard_count});
+  w.single("sydradb_alloc_slab_bytes", "gauge", "Slab size in bytes.", std::uint64_t{s.slab_bytes});
+  w.single("sydradb_alloc_shard_alloc_hits_total", "counter", "Small allocations served by a shard.",
+           s.shard_alloc_hits);
+  w.single("sydradb_alloc_shard_alloc_misses_total", "counter", "Small allocations no shard served.",
+           s.shard_alloc_misses);
+  w.single("sydradb_alloc_epoch", "gauge", "The global epoch.", s.epoch.current);
+  w.single("sydradb_alloc_epoch_min_observed", "gauge", "Smallest epoch held by a thread in a read section.",
+           s.epoch.min_observed);
+  w.single("sydradb_alloc_epoch_lag", "gauge", "Global epoch minus the smallest observed epoch.",
+           s.epoch.lag);
+  w.single("sydradb_alloc_epoch_advances_total", "counter", "Times the global epoch moved.",
+           s.epoch.advances);
+  w.single("sydradb_alloc_epoch_threads", "gauge", "Threads with an epoch record.", s.epoch.threads);
+  w.single("sydradb_alloc_epoch_active_readers", "gauge", "Threads in a read section or QSBR-online.",
+           s.epoch.active_readers);
+  w.single("sydradb_alloc_fallback_allocations_total", "counter",
+           "Allocations served by the system allocator.", s.fallback.allocs);
+  w.single("sydradb_alloc_fallback_frees_total", "counter", "Frees routed to the system allocator.",
+           s.fallback.frees);
+  w.single("sydradb_alloc_fallback_resizes_total", "counter", "Reallocations that kept their block.",
+           s.fallback.resizes);
+  w.single("sydradb_alloc_fallback_remaps_total", "counter", "System reallocations that moved the block.",
+           s.fallback.remaps);
+  w.single("sydradb_alloc_fallback_live_bytes", "gauge", "Bytes in live system-allocator blocks.",
+           s.fallback.live_bytes);
+  w.family("sydradb_alloc_fallback_allocations_by_size_total", "counter",
+           "System-allocator allocations by requested size (le = upper bound in bytes).");
+  for (const auto& b : s.fallback.size_buckets)
+    w.sample("sydradb_alloc_fallback_allocations_by_size_total",
+             b.upper_bound == UINT64_MAX ? std::string("le=\"+Inf\"")
+                                         : "le=\"" + std::to_string(b.upper_bound) + "\"",
+             b.count);
+  w.single("sydradb_alloc_reserved_bytes", "gauge", "Address space reserved for slabs.",
+           s.memory.reserved_bytes);
+  w.single("sydradb_alloc_committed_bytes", "gauge", "Slab memory handed out and not returned to the OS.",
+           s.memory.committed_bytes);
+  w.single("sydradb_alloc_resident_bytes", "gauge", "Slab pages resident in RAM.", s.memory.resident_bytes);
+  w.single("sydradb_alloc_returned_bytes_total", "counter", "Bytes given back to the OS with madvise.",
+           s.memory.returned_bytes);
+  w.single("sydradb_alloc_live_bytes", "gauge", "Bytes in blocks held by callers (pool and system).",
+           s.memory.live_bytes);
+  w.single("sydradb_alloc_pool_live_bytes", "gauge", "Bytes in pool blocks held by callers.",
+           s.memory.pool_live_bytes);
+  w.single("sydradb_alloc_fragmentation_ratio", "gauge", "1 - pool live bytes / committed bytes.",
+           s.memory.fragmentation);
+  w.single("sydradb_process_resident_bytes", "gauge", "Resident set size of the whole process.",
+           s.memory.process_resident_bytes);
+
+  // Per shard and size class; the legacy buckets carry shard="legacy".
+  for (const ClassMetric& m : kClassMetrics) {
+    w.family(m.name, m.type, m.help);
+    for (const alloc::ShardStats& sh : s.shards)
+      for (const alloc::ClassStats& c : sh.classes)
+        emit(w, m.name, owner_label(std::to_string(sh.id), c.size), c.*m.field, m.scale);
+    for (const alloc::ClassStats& c : s.legacy)
+      emit(w, m.name, owner_label("legacy", c.size), c.*m.field, m.scale);
+  }
+  for (const ShardMetric& m : kShardMetrics) {
+    w.family(m.name, m.type, m.help);
+    for (const alloc::ShardStats& sh : s.shards)
+      emit(w, m.name, "shard=\"" + std::to_string(sh.id) + "\"", sh.*m.field, m.scale);
+  }
+  return w.take();
+}
+
+std::vector<std::string> metric_names() {
+  std::vector<std::string> names = {"sydradb_build_info",
+                                    "sydradb_uptime_seconds",
+                                    "sydradb_workers",
+                                    "sydradb_http_connections",
+                                    "sydradb_http_connections_total",
+                                    "sydradb_http_connections_rejected_total",
+                                    "sydradb_http_timeouts_total",
+                                    "sydradb_http_requests_total",
+                                    "sydradb_http_request_duration_seconds",
+                                    "sydradb_alloc_info",
+                                    "sydradb_alloc_shards",
+                                    "sydradb_alloc_slab_bytes",
+                                    "sydradb_alloc_shard_alloc_hits_total",
+                                    "sydradb_alloc_shard_alloc_misses_total",
+                                    "sydradb_alloc_epoch",
+                                    "sydradb_alloc_epoch_min_observed",
+                                    "sydradb_alloc_epoch_lag",
+                                    "sydradb_alloc_epoch_advances_total",
+                                    "sydradb_alloc_epoch_threads",
+                                    "sydradb_alloc_epoch_active_readers",
+                                    "sydradb_alloc_fallback_allocations_total",
+                                    "sydradb_alloc_fallback_frees_total",
+                                    "sydradb_alloc_fallback_resizes_total",
+                                    "sydradb_alloc_fallback_remaps_total",
+                                    "sydradb_alloc_fallback_live_bytes",
+                                    "sydradb_alloc_fallback_allocations_by_size_total",
+                                    "sydradb_alloc_reserved_bytes",
+                                    "sydradb_alloc_committed_bytes",
+                                    "sydradb_alloc_resident_bytes",
+                                    "sydradb_alloc_returned_bytes_total",
+                                    "sydradb_alloc_live_bytes",
+                                    "sydradb_alloc_pool_live_bytes",
+                                    "sydradb_alloc_fragmentation_ratio",
+                                    "sydradb_process_resident_bytes"};
+  for (const ClassMetric& m : kClassMetrics) names.emplace_back(m.name);
+  for (const ShardMetric& m : kShardMetrics) names.emplace_back(m.name);
+  return names;
+}
+
+}  // namespace sydra::server
