@@ -475,13 +475,15 @@ void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noe
       {
         ScopedLock guard(sh.lock, sh.lock_stats[cls]);
         // Reuse what other shards' threads gave back before carving more.
-        // Reuse what other threads gave back rather than grow, but only then: reclaiming
-        // touches cold blocks, which is the maintenance tick's job.
+        // Reuse what other threads gave back rather than grow (or take an empty slab), but
+        // only then: reclaiming touches cold blocks, which is the maintenance tick's job.
+        // When the tick is starved of CPU, this keeps the deferred backlog from turning
+        // into new slabs.
         chain = sh.pool.pop_batch(cls);
         if (chain != nullptr) {
           got = class_batch(cls);
         } else {
-          if (sh.pool.class_pool(cls).partial == nullptr && sh.pool.empty_slabs() == 0 && sh.has_deferred())
+          if (sh.pool.class_pool(cls).partial == nullptr && sh.has_deferred())
             sh.collect(epoch_, true, kRefillCollectBudget, spent);
           chain = sh.pool.pop_batch(cls);
           if (chain != nullptr) {
