@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
   stats->add_option("--token", stats_options.token, "bearer token (default: $SYDRADB_TOKEN)");
   stats->add_flag("--json", stats_options.json, "print the raw /debug/alloc/stats document");
   stats->add_option("--watch", stats_options.watch_seconds, "refresh every SECONDS until interrupted")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0.001, 86400.0));
   stats->add_option("--timeout", stats_options.timeout_seconds, "request timeout in seconds")
       ->capture_default_str();
 
