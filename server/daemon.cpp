@@ -68,6 +68,9 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
   ServerCounters counters;
   App app(config, allocator, request_metrics, counters);
   asio::io_context ioc{1};
+  // Signals first: a supervisor or test that sends SIGTERM as soon as the port file
+  // appears must get a graceful shutdown, not the default action.
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
   HttpServer server(ioc, config, app);
   std::uint16_t port = 0;
   try {
@@ -81,9 +84,12 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
     return 1;
   }
   server.start();
-  spdlog::info("sydradb {} listening on {}:{} ({} workers, allocator {} with {} shards, data in {})",
-               SYDRADB_VERSION, config.listen_address, port, workers, alloc::to_string(allocator.mode()),
-               allocator.shard_count(), config.data_dir);
+  spdlog::info("sydradb {} listening on {}:{} ({} workers, allocator {}{}, data in {})", SYDRADB_VERSION,
+               config.listen_address, port, workers, alloc::to_string(allocator.mode()),
+               allocator.mode() == alloc::Mode::sharded
+                   ? " with " + std::to_string(allocator.shard_count()) + " shards"
+                   : std::string(),
+               config.data_dir);
 
   // Maintenance: advance the epoch and give deferred frees back to their shards, so that
   // memory freed across shards is reused (and idle empty slabs decay to the OS).
@@ -100,7 +106,6 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
     every(watchdog, std::chrono::milliseconds(watchdog_usec / 2000 + 1), [] { sd_notify(0, "WATCHDOG=1"); });
   }
 
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
     if (error) return;
     spdlog::info("received {}, shutting down: no new connections, finishing requests in flight",

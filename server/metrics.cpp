@@ -189,7 +189,7 @@ std::string render_metrics(const MetricsInput& in) {
   w.single("sydradb_workers", "gauge", "HTTP worker threads.", std::uint64_t{in.workers});
 
   // HTTP.
-  w.single("sydradb_http_connections", "gauge", "Open client connections.",
+  w.single("sydradb_http_connections_open", "gauge", "Open client connections.",
            in.server.connections_active.load(std::memory_order_relaxed));
   w.single("sydradb_http_connections_total", "counter", "Client connections accepted.",
            in.server.connections_total.load(std::memory_order_relaxed));
@@ -294,7 +294,7 @@ std::vector<std::string> metric_names() {
   std::vector<std::string> names = {"sydradb_build_info",
                                     "sydradb_uptime_seconds",
                                     "sydradb_workers",
-                                    "sydradb_http_connections",
+                                    "sydradb_http_connections_open",
                                     "sydradb_http_connections_total",
                                     "sydradb_http_connections_rejected_total",
                                     "sydradb_http_timeouts_total",

@@ -1,5 +1,6 @@
 #include "server/api/app.hpp"
 
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "server/api/alloc_stats_json.hpp"
@@ -18,9 +19,11 @@ bool App::authorized(const http::Request& request) const noexcept {
   if (config_.auth_token.empty()) return true;
   const std::string_view path = request.path;
   if (path.substr(0, 5) != "/api/" && path.substr(0, 7) != "/debug/") return true;
-  constexpr std::string_view kScheme = "Bearer ";
+  constexpr std::string_view kScheme = "bearer ";  // auth schemes are case-insensitive (RFC 9110 §11.1)
   std::string_view presented = request.authorization;
-  if (presented.substr(0, kScheme.size()) != kScheme) return false;
+  if (presented.size() < kScheme.size()) return false;
+  for (std::size_t i = 0; i < kScheme.size(); ++i)
+    if (static_cast<char>(std::tolower(static_cast<unsigned char>(presented[i]))) != kScheme[i]) return false;
   presented.remove_prefix(kScheme.size());
   // Constant time in the token's content: every byte is compared whatever the mismatches.
   const std::string& expected = config_.auth_token;

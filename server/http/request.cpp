@@ -51,7 +51,9 @@ std::string query_param(std::string_view query, std::string_view name) {
 Response json_error(int status, std::string_view message) {
   Response r;
   r.status = status;
-  r.body = nlohmann::json{{"error", std::string(message)}}.dump();
+  // Messages may quote client bytes (a path): replace invalid UTF-8 rather than throw.
+  r.body = nlohmann::json{{"error", std::string(message)}}.dump(-1, ' ', false,
+                                                                nlohmann::json::error_handler_t::replace);
   return r;
 }
 

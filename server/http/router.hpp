@@ -15,16 +15,15 @@ namespace sydra::server::http {
 class Router {
  public:
   using Handler = std::function<Response(const Request&)>;
+  static constexpr std::string_view kOtherRoute = "other";
 
   void add(std::string method, std::string path, Handler handler);
 
   struct Result {
     Response response;
-    std::string_view route;  // metrics label
+    std::string_view route = kOtherRoute;  // metrics label
   };
   Result dispatch(const Request& request) const;
-
-  static constexpr std::string_view kOtherRoute = "other";
 
  private:
   struct Route {

@@ -55,13 +55,15 @@ class Session;
 struct Worker {
   explicit Worker(unsigned worker_id) : id(worker_id) {}
   unsigned id;
+  // Declared before the io_context so that they outlive it: destroying the io_context
+  // destroys pending handlers, hence sessions, which unregister themselves here.
+  std::unordered_set<Session*> sessions;  // this worker's thread only
+  bool stopping = false;                  // this worker's thread only
   asio::io_context ioc{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard{ioc.get_executor()};
   asio::steady_timer quiescent_timer{ioc};
   std::thread thread;
   std::promise<void> done;
-  std::unordered_set<Session*> sessions;  // this worker's thread only
-  bool stopping = false;                  // this worker's thread only
 };
 
 }  // namespace
@@ -168,7 +170,16 @@ class Session : public std::enable_shared_from_this<Session> {
     request.authorization = message[bhttp::field::authorization];
     request.content_type = message[bhttp::field::content_type];
     request.body = message.body();
-    http::Router::Result result = server_.app.handle(request);
+    if (message.version() >= 11 && message.find(bhttp::field::host) == message.end())
+      return reject(400, "HTTP/1.1 request without a Host header");
+    http::Router::Result result;
+    try {
+      result = server_.app.handle(request);
+    } catch (const std::exception& e) {
+      // One failing handler must never take its worker (and every connection on it) down.
+      spdlog::error("{} {}: {}", request.method, request.path, e.what());
+      result = {http::json_error(500, "internal error"), "error"};
+    }
     route_ = result.route;
     respond(std::move(result.response), !message.keep_alive());
   }
