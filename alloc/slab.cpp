@@ -54,6 +54,8 @@ SlabSpace::SlabSpace(std::size_t reserve_bytes, std::size_t slab_bytes) noexcept
 
 SlabSpace::~SlabSpace() {
   if (base_ == 0) return;
+  // ASan keeps shadow for unmapped memory: leave none poisoned for the next mapping here.
+  track::unpoison(reinterpret_cast<void*>(base_), carved_slabs() << slab_shift_);
   platform::unreserve(reinterpret_cast<void*>(base_), span_);
   platform::unreserve(metas_, meta_bytes_);
 }

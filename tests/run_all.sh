@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Builds and runs every test: the whole suite in release and under ASan+UBSan (with the
-# allocator's debug checks on), and the concurrency and stress tests under TSan.
+# Builds and runs every test:
+#   release  everything (unit, concurrency, stress, smoke, integration)
+#   asan     everything, under AddressSanitizer + UndefinedBehaviorSanitizer, with the
+#            allocator's debug checks (double free, wrong owner, poisoning) on
+#   tsan     the concurrency, stress and integration tests under ThreadSanitizer
+#   fuzz     the HTTP request fuzzer for a bounded time (clang, libFuzzer)
 # Usage: bash tests/run_all.sh            (after deploy/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${SYDRA_JOBS:-2}"
 
 run_preset() {
-  local preset="$1"
-  shift
-  echo "=== ${preset}: configure, build, test $*"
+  local preset="$1" targets="$2"
+  shift 2
+  echo "=== ${preset}: configure, build ${targets:-all}, test $*"
+  local start=$SECONDS
   cmake --preset "${preset}" >/dev/null
-  cmake --build --preset "${preset}" --parallel "${jobs}"
+  if [ -n "${targets}" ]; then
+    # shellcheck disable=SC2086  # targets is a word list
+    cmake --build --preset "${preset}" --parallel "${jobs}" --target ${targets}
+  else
+    cmake --build --preset "${preset}" --parallel "${jobs}"
+  fi
   ctest --preset "${preset}" --parallel "${jobs}" "$@"
+  echo "=== ${preset}: done in $((SECONDS - start)) s"
 }
 
-run_preset release
-run_preset asan
-run_preset tsan -L 'concurrency|stress'
+run_preset release ""
+run_preset asan ""
+run_preset tsan "alloc_tests integration_tests sydradb" -L 'concurrency|stress|integration'
+run_preset fuzz "fuzz_http_request" -L fuzz

@@ -1,0 +1,56 @@
+// Tests alloc/size_class.hpp: the class table, lookups and batch sizes.
+#include "alloc/size_class.hpp"
+
+#include <doctest/doctest.h>
+
+namespace sydra::alloc {
+namespace {
+
+TEST_SUITE("unit") {
+  TEST_CASE("size classes are strictly increasing multiples of 16 up to 256") {
+    CHECK(kNumClasses == 12);
+    CHECK(kClassSize.front() == kMinBlock);
+    CHECK(kClassSize.back() == kMaxSmallSize);
+    for (std::size_t c = 0; c < kNumClasses; ++c) {
+      CHECK(kClassSize[c] % 16 == 0);
+      if (c > 0) CHECK(kClassSize[c] > kClassSize[c - 1]);
+    }
+  }
+
+  TEST_CASE("size_to_class gives the smallest class that fits for every size up to 256") {
+    for (std::size_t size = 0; size <= kMaxSmallSize; ++size) {
+      CAPTURE(size);
+      const std::uint32_t cls = size_to_class(size);
+      REQUIRE(cls < kNumClasses);
+      CHECK(class_to_size(cls) >= size);
+      if (cls > 0) CHECK(class_to_size(cls - 1) < size);
+    }
+    CHECK(size_to_class(0) == 0);  // size 0 is a 16-byte block
+    for (std::uint32_t c = 0; c < kNumClasses; ++c) CHECK(size_to_class(class_to_size(c)) == c);
+  }
+
+  TEST_CASE("size class lookup is usable at compile time") {
+    static_assert(size_to_class(64) == 3);
+    static_assert(class_to_size(size_to_class(100)) == 112);
+    static_assert(size_to_class(255) == 11);
+    static_assert(class_batch(0) == 64);   // 4096 / 16 = 256, capped at 64
+    static_assert(class_batch(11) == 16);  // 4096 / 256
+    CHECK(true);
+  }
+
+  TEST_CASE("batches are about 4 KiB and between 8 and 64 blocks") {
+    for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+      CAPTURE(c);
+      const std::uint32_t batch = class_batch(c);
+      CHECK(batch >= 8);
+      CHECK(batch <= 64);
+      std::uint32_t expected = 4096 / class_to_size(c);
+      if (expected < 8) expected = 8;
+      if (expected > 64) expected = 64;
+      CHECK(batch == expected);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sydra::alloc

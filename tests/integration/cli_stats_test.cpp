@@ -1,0 +1,102 @@
+// `sydradb stats` against a running daemon, a missing one and one that refuses it
+// (exit codes from cli/commands.hpp: 0 ok, 2 usage, 3 unreachable, 4 HTTP error).
+#include <doctest/doctest.h>
+
+#include <regex>
+#include <string>
+
+#include "daemon_harness.hpp"
+
+namespace sydra::itest {
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+constexpr int kExitHttpError = 4;
+
+TEST_CASE("sydradb stats prints the running daemon's summary and shard table") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  const RunResult r = run_sydradb({"stats", "--url", d.url()});
+  INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+  CHECK(r.status == exited_with(0));
+  CHECK(r.err.empty());
+  CHECK(contains(r.out, d.url()));
+  CHECK(contains(r.out, "sharded"));
+  // The table: a header, then one row per shard (0 and 1 with two workers).
+  CHECK(std::regex_search(r.out, std::regex(R"(\n\s*shard\s+threads\s+slabs)")));
+  CHECK(std::regex_search(r.out, std::regex(R"(\n\s*0\s+[0-9]+\s+[0-9]+)")));
+  CHECK(std::regex_search(r.out, std::regex(R"(\n\s*1\s+[0-9]+\s+[0-9]+)")));
+  CHECK_FALSE(contains(r.out, " ? "));  // every field of this daemon's document is understood
+}
+
+TEST_CASE("sydradb stats --json prints the daemon's document") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  const RunResult r = run_sydradb({"stats", "--json", "--url", d.url()});
+  INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+  CHECK(r.status == exited_with(0));
+  const nlohmann::json doc = nlohmann::json::parse(r.out);
+  CHECK(doc["allocator_mode"] == "sharded");
+  CHECK(doc["small_pool"]["shard_count"] == 2);
+  CHECK(doc["small_pool"]["shards"].size() == 2);
+}
+
+TEST_CASE("sydradb stats without a daemon: exit 3 and one line naming the URL") {
+  const std::string url = "http://127.0.0.1:" + std::to_string(unused_port());
+  const RunResult r = run_sydradb({"stats", "--url", url});
+  INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+  CHECK(r.status == exited_with(kExitUnreachable));
+  CHECK(lines_of(r.err).size() == 1);
+  CHECK(contains(r.err, "127.0.0.1:" + url.substr(url.rfind(':') + 1)));
+  CHECK(r.out.empty());
+}
+
+TEST_CASE("sydradb stats with a bad URL: exit 2") {
+  const RunResult r = run_sydradb({"stats", "--url", "https://127.0.0.1:1"});
+  INFO("stderr:\n", r.err);
+  CHECK(r.status == exited_with(kExitUsage));
+  CHECK(lines_of(r.err).size() == 1);
+}
+
+TEST_CASE("sydradb stats against a daemon with a token: exit 4 without it, 0 with it") {
+  Daemon d(DaemonOptions().env({"SYDRADB_TOKEN=tok-123"}));
+  INFO("daemon stderr:\n", d.log());
+  {
+    const RunResult r = run_sydradb({"stats", "--url", d.url()});
+    INFO("stderr:\n", r.err);
+    CHECK(r.status == exited_with(kExitHttpError));
+    CHECK(lines_of(r.err).size() == 1);
+    CHECK(contains(r.err, "401"));
+    CHECK(r.out.empty());
+  }
+  {
+    const RunResult r = run_sydradb({"stats", "--url", d.url(), "--token", "wrong"});
+    CHECK(r.status == exited_with(kExitHttpError));
+  }
+  {
+    const RunResult r = run_sydradb({"stats", "--url", d.url(), "--token", "tok-123"});
+    INFO("stderr:\n", r.err);
+    CHECK(r.status == exited_with(0));
+    CHECK(contains(r.out, "sharded"));
+  }
+  {
+    const RunResult r = run_sydradb({"stats", "--url", d.url()}, {"SYDRADB_TOKEN=tok-123"});
+    INFO("stderr:\n", r.err);
+    CHECK(r.status == exited_with(0));
+  }
+}
+
+TEST_CASE("sydradb stats --watch refreshes until stopped") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  // Killed by the harness after the timeout; by then it has printed a few frames.
+  const RunResult r = run_sydradb({"stats", "--url", d.url(), "--watch", "0.2"}, {}, patience(1500ms));
+  CHECK(r.timed_out);
+  std::size_t frames = 0;
+  for (const std::string& line : lines_of(r.out)) frames += line.rfind("sydradb stats every", 0) == 0;
+  CHECK(frames >= 3);
+}
+
+}  // namespace
+}  // namespace sydra::itest

@@ -1,0 +1,179 @@
+// Connection handling (server/http/server.cpp): keep-alive, pipelining, the read and idle
+// timeouts, and the connection cap.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon_harness.hpp"
+
+namespace sydra::itest {
+namespace {
+
+TEST_CASE("keep-alive: several requests on one connection") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  for (int i = 0; i < 3; ++i) {
+    const HttpResponse r = c.roundtrip(make_request("GET", "/status"));
+    CHECK(r.status == 200);
+    CHECK(r.header("Connection") != "close");
+  }
+  CHECK(c.roundtrip(make_request("GET", "/nope")).status == 404);  // errors keep the connection too
+  CHECK(c.roundtrip(make_request("GET", "/debug/alloc/stats")).status == 200);
+  // Connection: close is honoured: the answer says so and the server closes.
+  const HttpResponse last = c.roundtrip(make_request("GET", "/status", {"Connection: close"}));
+  CHECK(last.status == 200);
+  CHECK(last.header("Connection") == "close");
+  CHECK(c.read_until_close(patience(2s)).closed);
+}
+
+TEST_CASE("HTTP/1.0 without keep-alive is answered and closed") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  REQUIRE(c.send("GET /status HTTP/1.0\r\n\r\n"));
+  const auto r = c.read_response();
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+  CHECK(c.read_until_close(patience(2s)).closed);
+}
+
+TEST_CASE("pipelining: requests written at once are answered in order") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  std::string batch = make_request("GET", "/status") + make_request("GET", "/nope") +
+                      make_request("POST", "/status", {}, "body") + make_request("GET", "/debug/alloc/stats");
+  REQUIRE(c.send(batch));
+  const std::vector<int> expected = {200, 404, 405, 200};
+  for (int status : expected) {
+    const auto r = c.read_response();
+    REQUIRE(r.has_value());
+    CHECK(r->status == status);
+  }
+  // A longer pipeline, split at an awkward place, with the last one closing.
+  std::string many;
+  for (int i = 0; i < 50; ++i) many += make_request("GET", i % 2 ? "/status" : "/nope");
+  many += make_request("GET", "/status", {"Connection: close"});
+  REQUIRE(c.send(many.substr(0, 1001)));
+  std::this_thread::sleep_for(20ms);
+  REQUIRE(c.send(many.substr(1001)));
+  for (int i = 0; i < 50; ++i) {
+    const auto r = c.read_response();
+    REQUIRE_MESSAGE(r.has_value(), "response ", i);
+    CHECK(r->status == (i % 2 ? 200 : 404));
+  }
+  const auto last = c.read_response();
+  REQUIRE(last.has_value());
+  CHECK(last->header("Connection") == "close");
+  CHECK(c.read_until_close(patience(2s)).closed);
+}
+
+TEST_CASE("a client sending its headers slowly is cut off by read_timeout_ms without an answer") {
+  Daemon d(DaemonOptions().set({"read_timeout_ms=300"}));
+  INFO("daemon stderr:\n", d.log());
+  const std::string request = make_request("GET", "/status", {"X-Padding: aaaaaaaaaaaaaaaaaaaa"});
+  Connection c(d.port());
+  const auto start = Clock::now();
+  std::size_t sent = 0;
+  bool closed = false;
+  std::string received;
+  // One byte every 100 ms: the whole request would take several seconds.
+  while (Clock::now() - start < patience(5s) && sent < request.size()) {
+    if (!c.send(request.substr(sent, 1))) {
+      closed = true;
+      break;
+    }
+    ++sent;
+    if (c.readable(100ms)) {
+      const auto drain = c.read_until_close(patience(1s));
+      received = drain.bytes;
+      closed = drain.closed;
+      break;
+    }
+  }
+  const auto elapsed = Clock::now() - start;
+  CHECK(closed);
+  CHECK_MESSAGE(received.empty(), "got an answer: ", received);
+  CHECK(sent < request.size());
+  CHECK(elapsed >= 250ms);
+  CHECK(elapsed < patience(2s));
+  // Counted as a timeout.
+  CHECK(contains(http_get(d.port(), "/metrics").body, "sydradb_http_timeouts_total 1\n"));
+}
+
+TEST_CASE("a slow body is cut off by read_timeout_ms too") {
+  Daemon d(DaemonOptions().set({"read_timeout_ms=300"}));
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  const auto start = Clock::now();
+  REQUIRE(c.send("GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"));
+  const auto drain = c.read_until_close(patience(3s));
+  CHECK(drain.closed);
+  CHECK(drain.bytes.empty());
+  CHECK(Clock::now() - start >= 250ms);
+}
+
+TEST_CASE("an idle keep-alive connection is closed after idle_timeout_ms") {
+  Daemon d(DaemonOptions().set({"idle_timeout_ms=300", "read_timeout_ms=5000"}));
+  INFO("daemon stderr:\n", d.log());
+  SUBCASE("after a request") {
+    Connection c(d.port());
+    CHECK(c.roundtrip(make_request("GET", "/status")).status == 200);
+    const auto start = Clock::now();
+    const auto drain = c.read_until_close(patience(3s));
+    CHECK(drain.closed);
+    CHECK(drain.bytes.empty());
+    CHECK(Clock::now() - start >= 250ms);
+  }
+  SUBCASE("before any request") {
+    Connection c(d.port());
+    const auto start = Clock::now();
+    const auto drain = c.read_until_close(patience(3s));
+    CHECK(drain.closed);
+    CHECK(drain.bytes.empty());
+    CHECK(Clock::now() - start >= 250ms);
+  }
+}
+
+TEST_CASE("max_connections: a connection over the cap gets 503 and is closed") {
+  Daemon d(DaemonOptions().set({"max_connections=2"}));
+  INFO("daemon stderr:\n", d.log());
+  // Two connections, each proven accepted by an answer, then kept open.
+  Connection a(d.port());
+  Connection b(d.port());
+  CHECK(a.roundtrip(make_request("GET", "/status")).status == 200);
+  CHECK(b.roundtrip(make_request("GET", "/status")).status == 200);
+  {
+    Connection third(d.port());
+    const auto r = third.read_response();  // answered before any request is sent
+    REQUIRE(r.has_value());
+    CHECK(r->status == 503);
+    CHECK(r->header("Connection") == "close");
+    CHECK(r->json()["error"].is_string());
+    CHECK(third.read_until_close(patience(2s)).closed);
+  }
+  // The two keep working.
+  CHECK(a.roundtrip(make_request("GET", "/status")).status == 200);
+  // Closing one frees a place (the count drops when the server has closed its side).
+  { Connection gone = std::move(b); }
+  const auto deadline = Clock::now() + patience(3s);
+  int status = 0;
+  while (Clock::now() < deadline) {
+    Connection c(d.port());
+    c.send(make_request("GET", "/status", {"Connection: close"}));
+    const auto r = c.read_response();
+    status = r ? r->status : 0;
+    if (status == 200) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(status == 200);
+  const std::string metrics = a.roundtrip(make_request("GET", "/metrics")).body;
+  CHECK(contains(metrics, "sydradb_http_connections_rejected_total "));
+  CHECK_FALSE(contains(metrics, "sydradb_http_connections_rejected_total 0\n"));
+}
+
+}  // namespace
+}  // namespace sydra::itest
