@@ -17,6 +17,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -84,7 +85,13 @@ void check_response(const http::Request& request, const http::Router::Result& re
       route != "unauthorized")
     fail("unexpected route label", route);
   const bool protected_path = request.path.substr(0, 5) == "/api/" || request.path.substr(0, 7) == "/debug/";
-  const bool authorized = request.authorization == std::string("Bearer ") + std::string(kToken);
+  // "Bearer <token>", the scheme case-insensitive (RFC 9110 §11.1).
+  constexpr std::string_view kScheme = "bearer ";
+  const std::string_view presented = request.authorization;
+  bool authorized =
+      presented.size() == kScheme.size() + kToken.size() && presented.substr(kScheme.size()) == kToken;
+  for (std::size_t i = 0; authorized && i < kScheme.size(); ++i)
+    authorized = std::tolower(static_cast<unsigned char>(presented[i])) == kScheme[i];
   switch (r.status) {
     case 200:
       if (token_required && protected_path && !authorized)
@@ -182,7 +189,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     // The session answers 400/413/431 to a parse error and closes; nothing to dispatch.
     if (ec || !parser.is_done()) return 0;
-    dispatch(parser.get());
+    const auto& message = parser.get();
+    // So does an HTTP/1.1 request without Host.
+    if (message.version() >= 11 && message.find(bhttp::field::host) == message.end()) return 0;
+    dispatch(message);
     if (!parser.get().keep_alive()) return 0;
   }
   return 0;

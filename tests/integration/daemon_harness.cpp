@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -160,6 +161,10 @@ pid_t spawn(const std::vector<std::string>& argv, const ChildOptions& options) {
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(err, 2);
+    if (options.open_files_limit != 0) {
+      const rlimit limit{options.open_files_limit, options.open_files_limit};
+      if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) ::_exit(126);
+    }
     // Signals the test runner ignores or blocks must not leak into the daemon.
     sigset_t none;
     sigemptyset(&none);
@@ -224,6 +229,10 @@ bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
 }
 
+std::string last_bytes(std::string_view text, std::size_t n) {
+  return std::string(text.size() > n ? text.substr(text.size() - n) : text);
+}
+
 // ---- the daemon ------------------------------------------------------------------------------
 
 Daemon::Daemon(DaemonOptions options) {
@@ -246,7 +255,7 @@ Daemon::Daemon(DaemonOptions options) {
     notify_ = std::make_unique<NotifySocket>(dir_.file("notify"));
     env.push_back("NOTIFY_SOCKET=" + notify_->path());
   }
-  pid_ = spawn(argv, ChildOptions{env, "", dir_.file("stderr")});
+  pid_ = spawn(argv, ChildOptions{env, "", dir_.file("stderr"), options.open_files_limit});
 
   const auto deadline = Clock::now() + patience(10s);
   auto give_up = [&](const std::string& why) {
@@ -321,6 +330,21 @@ std::uint64_t Daemon::rss_bytes() const {
   while (std::getline(in, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
   return 0;
+}
+
+Millis Daemon::cpu_time() const {
+  // Fields 14 and 15 (utime, stime) in clock ticks, after the parenthesised command name.
+  const std::string stat = read_file("/proc/" + std::to_string(pid_) + "/stat");
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return Millis(0);
+  std::istringstream in(stat.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  return Millis((utime + stime) * 1000 / static_cast<unsigned long long>(::sysconf(_SC_CLK_TCK)));
 }
 
 // ---- HTTP over raw sockets -------------------------------------------------------------------

@@ -90,9 +90,10 @@ struct ExitStatus {
 ExitStatus exited_with(int code);
 
 struct ChildOptions {
-  std::vector<std::string> env;  // KEY=VALUE added to (or replacing in) the environment
-  std::string stdout_path;       // "" = /dev/null
-  std::string stderr_path;       // "" = /dev/null
+  std::vector<std::string> env;   // KEY=VALUE added to (or replacing in) the environment
+  std::string stdout_path;        // "" = /dev/null
+  std::string stderr_path;        // "" = /dev/null
+  unsigned open_files_limit = 0;  // RLIMIT_NOFILE for the child; 0 = inherited
 };
 
 // Starts argv[0] (a path) with the test's environment minus the variables that change the
@@ -117,6 +118,8 @@ RunResult run_sydradb(const std::vector<std::string>& args, const std::vector<st
 // Lines of `text` without their '\n' (no empty last line).
 std::vector<std::string> lines_of(std::string_view text);
 bool contains(std::string_view haystack, std::string_view needle);
+// The last `n` bytes of `text` (all of it when shorter).
+std::string last_bytes(std::string_view text, std::size_t n);
 
 // ---- sd_notify -------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ struct DaemonOptions {
   std::vector<std::string> extra_args;   // more arguments after `serve ...`
   std::vector<std::string> environment;  // KEY=VALUE
   unsigned workers = 2;
+  unsigned open_files_limit = 0;  // RLIMIT_NOFILE; 0 = inherited
 
   DaemonOptions& set(const std::vector<std::string>& key_values) {
     set_values.insert(set_values.end(), key_values.begin(), key_values.end());
@@ -187,6 +191,8 @@ class Daemon {
 
   // Resident set size from /proc/PID/status, in bytes (0 if unreadable).
   std::uint64_t rss_bytes() const;
+  // CPU time the daemon has used so far (user + system), from /proc/PID/stat.
+  Millis cpu_time() const;
 
  private:
   TempDir dir_;

@@ -3,11 +3,15 @@
 // consistency of the allocator figures in /debug/alloc/stats and /metrics.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
+#include <cstdlib>
+#include <limits>
 #include <map>
-#include <regex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon_harness.hpp"
@@ -229,46 +233,113 @@ struct Exposition {
   std::vector<std::string> errors;
 };
 
+bool is_metric_name(std::string_view name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+  });
+}
+
+bool is_label_name(std::string_view name) {
+  return is_metric_name(name) && name.find(':') == std::string_view::npos;
+}
+
+// Checks `{name="value",...}` at the start of `rest` and removes it; false if malformed.
+bool take_labels(std::string_view& rest) {
+  if (rest.empty() || rest[0] != '{') return true;
+  rest.remove_prefix(1);
+  for (bool first = true;; first = false) {
+    if (!rest.empty() && rest[0] == '}') {
+      rest.remove_prefix(1);
+      return true;
+    }
+    if (!first) {
+      if (rest.empty() || rest[0] != ',') return false;
+      rest.remove_prefix(1);
+    }
+    const auto eq = rest.find("=\"");
+    if (eq == std::string_view::npos || !is_label_name(rest.substr(0, eq))) return false;
+    rest.remove_prefix(eq + 2);
+    std::size_t i = 0;
+    while (i < rest.size() && rest[i] != '"') {
+      if (rest[i] == '\\') {
+        if (i + 1 >= rest.size() || (rest[i + 1] != '\\' && rest[i + 1] != '"' && rest[i + 1] != 'n'))
+          return false;
+        ++i;
+      }
+      ++i;
+    }
+    if (i >= rest.size()) return false;
+    rest.remove_prefix(i + 1);
+  }
+}
+
+bool parse_value(std::string_view text, double& value) {
+  if (text == "+Inf" || text == "-Inf" || text == "NaN") {
+    value = text == "NaN" ? std::numeric_limits<double>::quiet_NaN()
+                          : (text[0] == '-' ? -1 : 1) * std::numeric_limits<double>::infinity();
+    return true;
+  }
+  const std::string s(text);
+  char* end = nullptr;
+  value = std::strtod(s.c_str(), &end);
+  return !s.empty() && end == s.c_str() + s.size();
+}
+
 // Parses Prometheus text format 0.0.4 strictly enough to catch what scrapers reject: every
-// sample follows its family's HELP and TYPE, names and values are well formed, no family
-// or sample appears twice.
+// sample follows its family's HELP and TYPE, names, labels and values are well formed, no
+// family or sample appears twice.
 Exposition parse_exposition(const std::string& text) {
-  static const std::regex kHelp(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+))");
-  static const std::regex kType(
-      R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped))");
-  static const std::regex kSample(
-      R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*)?\})? ([-+]?([0-9.]+([eE][-+]?[0-9]+)?|Inf|NaN)))");
+  static const std::set<std::string, std::less<>> kTypes = {"counter", "gauge", "histogram", "summary",
+                                                            "untyped"};
   Exposition e;
   std::string current;  // the family whose samples may follow
   for (const std::string& line : lines_of(text)) {
-    std::smatch m;
     if (line.empty()) continue;
-    if (std::regex_match(line, m, kHelp)) {
-      if (e.families.count(m[1])) e.errors.push_back("family declared twice: " + line);
-      e.families[m[1]].help = m[2];
-      current = m[1];
-    } else if (std::regex_match(line, m, kType)) {
-      if (m[1] != current || e.families[m[1]].help.empty()) e.errors.push_back("TYPE without HELP: " + line);
-      e.families[m[1]].type = m[2];
-    } else if (std::regex_match(line, m, kSample)) {
-      std::string name = m[1];
-      std::string family = name;
-      if (e.families.count(current) && e.families[current].type == "histogram") {
-        for (const char* suffix : {"_bucket", "_sum", "_count"}) {
-          const std::string s = suffix;
-          if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0 &&
-              name.substr(0, name.size() - s.size()) == current)
-            family = current;
-        }
+    std::string_view rest = line;
+    if (rest.rfind("# HELP ", 0) == 0 || rest.rfind("# TYPE ", 0) == 0) {
+      const bool help = rest[2] == 'H';
+      rest.remove_prefix(7);
+      const auto space = rest.find(' ');
+      const std::string name(rest.substr(0, space));
+      const std::string_view what =
+          space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
+      if (!is_metric_name(name) || what.empty()) {
+        e.errors.push_back("malformed: " + line);
+      } else if (help) {
+        if (e.families.count(name)) e.errors.push_back("family declared twice: " + line);
+        e.families[name].help = std::string(what);
+        current = name;
+      } else {
+        if (name != current || e.families[name].help.empty())
+          e.errors.push_back("TYPE without HELP: " + line);
+        if (!kTypes.count(what)) e.errors.push_back("unknown type: " + line);
+        e.families[name].type = std::string(what);
       }
-      if (family != current || e.families[current].type.empty())
-        e.errors.push_back("sample outside its family's HELP/TYPE block: " + line);
-      const std::string key = line.substr(0, line.rfind(' '));
-      if (e.samples.count(key)) e.errors.push_back("sample twice: " + line);
-      e.samples[key] = std::stod(m[8]);
-    } else {
-      e.errors.push_back("not Prometheus text: " + line);
+      continue;
     }
+    if (rest[0] == '#') continue;  // a comment
+    std::size_t n = 0;
+    while (n < rest.size() && rest[n] != '{' && rest[n] != ' ') ++n;
+    const std::string name(rest.substr(0, n));
+    rest.remove_prefix(n);
+    double value = 0;
+    const std::string_view key_end = rest;
+    if (!is_metric_name(name) || !take_labels(rest) || rest.empty() || rest[0] != ' ' ||
+        !parse_value(rest.substr(1), value)) {
+      e.errors.push_back("not Prometheus text: " + line);
+      continue;
+    }
+    std::string family = name;
+    if (e.families.count(current) && e.families[current].type == "histogram") {
+      for (const std::string suffix : {"_bucket", "_sum", "_count"})
+        if (name == current + suffix) family = current;
+    }
+    if (family != current || e.families[current].type.empty())
+      e.errors.push_back("sample outside its family's HELP/TYPE block: " + line);
+    const std::string key = name + std::string(key_end.substr(0, key_end.size() - rest.size()));
+    if (e.samples.count(key)) e.errors.push_back("sample twice: " + line);
+    e.samples[key] = value;
   }
   return e;
 }
@@ -365,7 +436,7 @@ TEST_CASE("GET /metrics is Prometheus text that counts the requests answered bef
         "sydradb_alloc_deferred_pending_blocks", "sydradb_alloc_committed_bytes", "sydradb_alloc_epoch",
         "sydradb_alloc_fallback_allocations_total", "sydradb_alloc_shard_threads",
         "sydradb_process_resident_bytes", "sydradb_http_requests_total",
-        "sydradb_http_request_duration_seconds", "sydradb_http_connections"})
+        "sydradb_http_request_duration_seconds", "sydradb_http_connections_open"})
     CHECK_MESSAGE(e.families.count(name) == 1, "no family ", name);
   std::size_t alloc_families = 0;
   for (const auto& [name, family] : e.families) alloc_families += name.rfind("sydradb_alloc_", 0) == 0;
@@ -388,7 +459,7 @@ TEST_CASE("GET /metrics is Prometheus text that counts the requests answered bef
   CHECK(sample(R"(sydradb_alloc_info{mode="sharded"})") == 1);
   CHECK(sample("sydradb_alloc_shards") == 2);
   CHECK(sample("sydradb_workers") == 2);
-  CHECK(sample("sydradb_http_connections") >= 1);
+  CHECK(sample("sydradb_http_connections_open") >= 1);
 
   // The scrape itself is counted by the next one.
   const Exposition again = parse_exposition(c.roundtrip(make_request("GET", "/metrics")).body);
@@ -433,6 +504,7 @@ TEST_CASE("malformed requests get 400 JSON and the connection is closed") {
       "GET /status HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
       "GET /status HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
       "GET\r\n\r\n",
+      "GET /status HTTP/1.1\r\n\r\n",  // HTTP/1.1 needs Host (RFC 9112 §3.2)
   };
   for (const std::string& bytes : garbage) {
     Connection c(d.port());
@@ -555,6 +627,10 @@ TEST_CASE("with auth_token, /api/ and /debug/ need the bearer token and /status 
     }
   }
   CHECK(http_get(d.port(), "/debug/alloc/stats", {good}).status == 200);
+  // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+  CHECK(http_get(d.port(), "/debug/alloc/stats", {"Authorization: bearer " + token}).status == 200);
+  CHECK(http_get(d.port(), "/debug/alloc/stats", {"Authorization: BEARER " + token}).status == 200);
+  CHECK(http_get(d.port(), "/debug/alloc/stats", {"Authorization: Bearer S3CRET-T0KEN"}).status == 401);
   // No storage routes yet: past authentication, /api/ paths are unknown.
   CHECK(http_get(d.port(), "/api/v1/query/range?series=x", {good}).status == 404);
   for (const char* open : {"/status", "/metrics"}) {

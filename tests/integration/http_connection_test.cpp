@@ -175,5 +175,41 @@ TEST_CASE("max_connections: a connection over the cap gets 503 and is closed") {
   CHECK_FALSE(contains(metrics, "sydradb_http_connections_rejected_total 0\n"));
 }
 
+// Regression: with every file descriptor in use, accept() fails at once with EMFILE; the
+// listener re-armed the accept immediately and logged each failure, spinning a core and
+// writing ~100k warnings a second until descriptors were freed.
+TEST_CASE("running out of file descriptors neither spins the acceptor nor floods the log") {
+  DaemonOptions options;
+  options.open_files_limit = 64;  // about 40 connections' worth
+  Daemon d(options);
+  INFO("daemon stderr (tail):\n", last_bytes(d.log(), 2000));
+  std::vector<Connection> held;
+  for (int i = 0; i < 100; ++i) held.emplace_back(d.port());  // the kernel queues what is not accepted
+  std::this_thread::sleep_for(300ms);
+  const Millis cpu_before = d.cpu_time();
+  const std::size_t lines_before = lines_of(d.log()).size();
+  std::this_thread::sleep_for(1s);
+  const Millis cpu_used = d.cpu_time() - cpu_before;
+  const std::size_t lines_logged = lines_of(d.log()).size() - lines_before;
+  CHECK_MESSAGE(cpu_used < 300ms, "the daemon used ", cpu_used.count(), " ms of CPU in 1 s while idle");
+  CHECK_MESSAGE(lines_logged < 20, lines_logged, " log lines in 1 s");
+
+  // Descriptors freed: the daemon accepts again.
+  held.clear();
+  const auto deadline = Clock::now() + patience(5s);
+  int status = 0;
+  while (status != 200 && Clock::now() < deadline) {
+    try {
+      Connection c(d.port());
+      c.send(make_request("GET", "/status", {"Connection: close"}));
+      const auto r = c.read_response(500ms);
+      status = r ? r->status : 0;
+    } catch (const std::exception&) {
+      status = 0;
+    }
+  }
+  CHECK(status == 200);
+}
+
 }  // namespace
 }  // namespace sydra::itest
