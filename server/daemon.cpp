@@ -1,5 +1,6 @@
 #include "server/daemon.hpp"
 
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include <spdlog/spdlog.h>
@@ -47,10 +48,26 @@ void every(asio::steady_timer& timer, std::chrono::milliseconds period, std::fun
   });
 }
 
+// Every connection is a file descriptor: raise the soft limit to the hard one, and say so
+// when even that cannot hold max_connections (plus room for files and the listener).
+void raise_file_limit(std::uint32_t max_connections) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+    getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < static_cast<rlim_t>(max_connections) + 64)
+    spdlog::warn("open-file limit {} is below max_connections={} + 64: connections beyond it will wait",
+                 static_cast<unsigned long long>(limit.rlim_cur), max_connections);
+}
+
 }  // namespace
 
 int run_daemon(const Config& config, const std::vector<std::string>& config_warnings) {
   for (const std::string& w : config_warnings) spdlog::warn("{}", w);
+  raise_file_limit(config.max_connections);
 
   alloc::SmallPoolAllocator& allocator = alloc::default_allocator();
   allocator.set_mode(config.allocator_mode);

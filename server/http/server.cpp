@@ -70,15 +70,23 @@ struct Worker {
 
 struct HttpServer::Impl {
   Impl(asio::io_context& context, const Config& cfg, App& application)
-      : acceptor_context(context), acceptor(context), config(cfg), app(application) {}
+      : acceptor_context(context),
+        acceptor(context),
+        accept_backoff(context),
+        config(cfg),
+        app(application) {}
 
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
   void run_worker(Worker& worker);
   void arm_quiescent_timer(Worker& worker);
 
+  static constexpr std::chrono::milliseconds kAcceptBackoff{100};
+
   asio::io_context& acceptor_context;
   tcp::acceptor acceptor;
+  asio::steady_timer accept_backoff;
+  std::chrono::steady_clock::time_point last_accept_warning{};
   const Config& config;
   App& app;
   alloc::PoolResource resource{alloc::default_allocator()};
@@ -246,8 +254,18 @@ void HttpServer::Impl::do_accept() {
   // The socket is created on the worker's io_context: its handlers run on that thread.
   acceptor.async_accept(worker.ioc, [this, &worker](beast::error_code ec, tcp::socket socket) {
     if (ec) {
-      if (ec != asio::error::operation_aborted) spdlog::warn("accept failed: {}", ec.message());
-      if (accepting) do_accept();
+      if (ec == asio::error::operation_aborted || !accepting) return;
+      // Out of file descriptors (or another transient failure): retrying at once would
+      // spin a core and flood the log. Back off, and say so at most once a second.
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_accept_warning >= std::chrono::seconds(1)) {
+        spdlog::warn("accept failed: {}; retrying every {} ms", ec.message(), kAcceptBackoff.count());
+        last_accept_warning = now;
+      }
+      accept_backoff.expires_after(kAcceptBackoff);
+      accept_backoff.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && accepting) do_accept();
+      });
       return;
     }
     ServerCounters& counters = app.counters();
@@ -338,6 +356,7 @@ void HttpServer::start() {
 
 void HttpServer::begin_shutdown() {
   impl_->accepting = false;
+  impl_->accept_backoff.cancel();
   beast::error_code ignored;
   impl_->acceptor.close(ignored);
   for (auto& w : impl_->workers) {
