@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstring>
 #include <future>
 #include <memory_resource>
 #include <optional>
@@ -259,7 +260,10 @@ void HttpServer::Impl::do_accept() {
       // spin a core and flood the log. Back off, and say so at most once a second.
       const auto now = std::chrono::steady_clock::now();
       if (now - last_accept_warning >= std::chrono::seconds(1)) {
-        spdlog::warn("accept failed: {}; retrying every {} ms", ec.message(), kAcceptBackoff.count());
+        // strerror, not ec.message(): accept errors are errno values, and UBSan's vptr check
+        // trips over Boost's system error_category in sanitizer builds.
+        spdlog::warn("accept failed: {}; retrying every {} ms", std::strerror(ec.value()),
+                     kAcceptBackoff.count());
         last_accept_warning = now;
       }
       accept_backoff.expires_after(kAcceptBackoff);
