@@ -46,8 +46,6 @@ class InstrumentedLock {
     LockStats::add(holder_stats_->hold_ticks, platform::ticks() - hold_start_);
     mutex_.unlock();
   }
-  // For pthread_atfork-style code paths that must not measure.
-  std::mutex& native() noexcept { return mutex_; }
 
  private:
   std::mutex mutex_;

@@ -58,7 +58,9 @@ SYDRA_FAST_PATH void on_free(void* p, std::size_t size) noexcept {
 }
 
 // Block of `size` bytes is being handed out: check the fill (debug) and unpoison it.
-void check_fill_failed(const void* p, std::size_t size) noexcept;
+[[noreturn]] inline void check_fill_failed(const void* p, std::size_t size) noexcept {
+  fatalf("use after free: %zu-byte block %p was written while free", size, p);
+}
 SYDRA_FAST_PATH void on_alloc(void* p, std::size_t size) noexcept {
   unpoison(p, size);
 #if SYDRA_ALLOC_DEBUG && defined(SYDRA_ALLOC_DEBUG_EXPENSIVE) && SYDRA_ALLOC_DEBUG_EXPENSIVE
