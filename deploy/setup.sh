@@ -10,6 +10,7 @@ packages=(
   doctest-dev
   # the daemon: HTTP (Asio/Beast), JSON, logging, config, arguments, systemd notify
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libtomlplusplus-dev libcli11-dev libsystemd-dev
+  libxxhash-dev libsimdjson-dev
   pkg-config
   # peer allocators, loaded by bench/compare_allocators.sh through LD_PRELOAD
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev

@@ -1,0 +1,99 @@
+// Immutable segment files and the manifest that lists them, under <data_dir>/segments.
+//
+// A segment holds many series, each as blocks of points sorted by ts (no duplicate ts
+// within a series): delta-of-delta timestamps and XOR-compressed values (Gorilla), with a
+// per-series index (id, canonical key, min/max ts, offset) and a CRC32C-checked footer.
+// Written to <name>.tmp, fsynced, renamed, directory fsynced. The MANIFEST (segment list,
+// flushed lsn, next segment number) is replaced the same way, so a crash at any moment
+// leaves the old or the new manifest, never a mix; files not in the manifest are removed
+// at open.
+//
+// Thread safety: every method may be called concurrently. Readers work on a snapshot (a
+// shared_ptr to the current version); writers (add, drop, compact) serialise on a mutex
+// and publish a new version.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/storage/types.hpp"
+
+namespace sydra::storage {
+
+// One series' points to write: sorted by ts, unique ts.
+struct SeriesPoints {
+  SeriesId id;
+  std::string_view key;  // canonical key
+  std::span<const Point> points;
+};
+
+struct SegmentInfo {
+  std::uint64_t number;  // file seg-<number, 20 digits>.sdb
+  std::uint64_t bytes;
+  std::uint64_t points;
+  std::uint32_t series;
+  Timestamp min_ts;
+  Timestamp max_ts;
+};
+
+struct SegmentStoreStats {
+  std::uint64_t segments = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t points = 0;
+  std::uint64_t compactions = 0;       // since open
+  std::uint64_t segments_expired = 0;  // since open (retention)
+};
+
+// A segment file that fails its checks at open: what() names the file and the problem.
+class SegmentCorruption : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class SegmentStore {
+ public:
+  // Opens (creating) dir, takes an exclusive lock on <dir>/LOCK (throws std::runtime_error
+  // "data directory ... is in use by another process" when held), reads the manifest, opens
+  // every listed segment, deletes *.tmp and unlisted segment files.
+  static std::unique_ptr<SegmentStore> open(const std::string& dir);
+  ~SegmentStore();
+
+  // The lsn up to which the WAL is in segments (0 = none).
+  Lsn flushed_lsn() const noexcept;
+
+  // Writes one segment from `series` (may be empty: then only the flushed lsn moves) and
+  // publishes it with flushed_lsn in one manifest replacement.
+  SegmentInfo add(std::span<const SeriesPoints> series, Lsn flushed_lsn);
+
+  // Appends the points of `id` in [start, end] from every segment, oldest segment first and
+  // within a segment in ts order. The caller sorts and resolves equal timestamps (a later
+  // segment wins over an earlier one: stable sort, keep the last).
+  void read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out) const;
+
+  // Every series in any segment: id and canonical key (each id once).
+  void for_each_series(const std::function<void(SeriesId, std::string_view key)>& fn) const;
+
+  // Drops segments whose max_ts < cutoff (retention); returns how many.
+  std::size_t drop_older_than(Timestamp cutoff);
+
+  // Merges segments smaller than small_bytes (at least min_inputs of them, oldest first)
+  // into one, equal timestamps resolved newest-segment-wins; returns true when it merged.
+  // `force` merges all segments whatever their size when there are two or more.
+  bool compact(std::uint64_t small_bytes = 4u << 20, std::size_t min_inputs = 4, bool force = false);
+
+  std::vector<SegmentInfo> segments() const;
+  SegmentStoreStats stats() const;
+
+ private:
+  struct Impl;
+  explicit SegmentStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sydra::storage
