@@ -147,9 +147,37 @@ class Session : public std::enable_shared_from_this<Session> {
     read_request();
   }
 
+  // The header first, so that `Expect: 100-continue` can be answered before the body
+  // (curl sends it for bodies over 1 MiB and would otherwise wait a second), then the body.
   void read_request() {
     busy_ = true;
     stream_.expires_after(std::chrono::milliseconds(server_.config.read_timeout_ms));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t bytes) {
+    if (ec || parser_->is_done()) return on_read(ec, bytes);
+    const auto& message = parser_->get();
+    if (message.version() >= 11 && beast::iequals(message[bhttp::field::expect], "100-continue")) {
+      // A body announced over the limit is refused now, before the client sends it.
+      if (const auto length = parser_->content_length(); length && *length > server_.config.max_body_bytes) {
+        started_ = std::chrono::steady_clock::now();
+        return reject(413, "request body exceeds max_body_bytes");
+      }
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      return asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                               beast::bind_front_handler(&Session::on_continue_sent, shared_from_this()));
+    }
+    read_body();
+  }
+
+  void on_continue_sent(beast::error_code ec, std::size_t) {
+    if (ec) return do_close();
+    read_body();
+  }
+
+  void read_body() {
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
@@ -190,6 +218,7 @@ class Session : public std::enable_shared_from_this<Session> {
       result = {http::json_error(500, "internal error"), "error"};
     }
     route_ = result.route;
+    head_ = message.method() == bhttp::verb::head;
     respond(std::move(result.response), !message.keep_alive());
   }
 
@@ -211,6 +240,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (response_.body().empty() || response_.body().back() != '\n') response_.body() += '\n';
     response_.keep_alive(!close_);
     response_.prepare_payload();
+    if (head_) {  // the GET answer's headers, Content-Length included, and no body
+      const auto length = response_.body().size();
+      response_.body().clear();
+      response_.content_length(length);
+      head_ = false;
+    }
     stream_.expires_after(std::chrono::milliseconds(server_.config.read_timeout_ms));
     bhttp::async_write(stream_, response_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
@@ -243,6 +278,7 @@ class Session : public std::enable_shared_from_this<Session> {
   int status_ = 0;
   bool busy_ = false;   // a request is being read, handled or answered
   bool close_ = false;  // close after the response being written
+  bool head_ = false;   // the request being answered is HEAD: send no body
   std::chrono::steady_clock::time_point started_;
 };
 

@@ -211,5 +211,56 @@ TEST_CASE("running out of file descriptors neither spins the acceptor nor floods
   CHECK(status == 200);
 }
 
+TEST_CASE("HEAD: the GET answer's headers, Content-Length included, and no body") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  // A HEAD followed by a GET on the same connection: were a body sent after the HEAD
+  // answer, the GET's status line would not come next.
+  REQUIRE(c.send(make_request("HEAD", "/status") + make_request("GET", "/status", {"Connection: close"})));
+  const Connection::Drain all = c.read_until_close(patience(5s));
+  REQUIRE(all.closed);
+  const std::string head_end = "\r\n\r\n";
+  const auto first_end = all.bytes.find(head_end);
+  REQUIRE(first_end != std::string::npos);
+  const std::string head_answer = all.bytes.substr(0, first_end + head_end.size());
+  INFO("HEAD answer:\n", head_answer);
+  CHECK(contains(head_answer, "HTTP/1.1 200"));
+  CHECK(contains(head_answer, "Content-Type: application/json"));
+  CHECK(!contains(head_answer, "Content-Length: 0\r\n"));
+  CHECK(contains(head_answer, "Content-Length: "));
+  CHECK(all.bytes.compare(first_end + head_end.size(), 12, "HTTP/1.1 200") == 0);
+  // An unknown method on a GET route lists HEAD as allowed.
+  const HttpResponse r = http_get(d.port(), "/status");
+  CHECK(r.status == 200);
+  Connection c2(d.port());
+  const HttpResponse del = c2.roundtrip(make_request("DELETE", "/status"));
+  CHECK(del.status == 405);
+  CHECK(del.header("Allow") == "GET, HEAD");
+}
+
+TEST_CASE("Expect: 100-continue is answered before the body; an announced oversized body is refused") {
+  Daemon d(DaemonOptions().set({"max_body_bytes=2048"}));
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  REQUIRE(c.send("POST /status HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  const auto interim = c.read_response(patience(3s));
+  REQUIRE(interim.has_value());
+  CHECK(interim->status == 100);
+  REQUIRE(c.send("body"));
+  const auto final_answer = c.read_response();
+  REQUIRE(final_answer.has_value());
+  CHECK(final_answer->status == 405);  // /status takes GET; what matters is that it came
+
+  Connection big(d.port());
+  REQUIRE(
+      big.send("POST /status HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n"));
+  const auto refused = big.read_response(patience(3s));
+  REQUIRE(refused.has_value());
+  CHECK(refused->status == 413);
+  CHECK(refused->json().at("error").get<std::string>().find("max_body_bytes") != std::string::npos);
+  CHECK(big.read_until_close(patience(2s)).closed);
+}
+
 }  // namespace
 }  // namespace sydra::itest
