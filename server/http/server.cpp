@@ -129,6 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace(std::piecewise_construct, std::make_tuple(alloc_), std::make_tuple(alloc_));
     parser_->header_limit(server_.config.max_header_bytes);
     parser_->body_limit(server_.config.max_body_bytes);
+    skip_empty_lines();
     if (buffer_.size() > 0) return read_request();  // a pipelined request is already here
     // Wait for the first bytes of the next request under the idle timeout; the rest of
     // the request then has read_timeout_ms to arrive.
@@ -144,7 +145,19 @@ class Session : public std::enable_shared_from_this<Session> {
       return do_close();
     }
     buffer_.commit(bytes);
+    skip_empty_lines();
+    if (buffer_.size() == 0) return do_read();  // only empty lines so far: wait for the request
     read_request();
+  }
+
+  // RFC 9112 §2.2: empty lines (CRLF) before a request line are ignored, not an error.
+  void skip_empty_lines() {
+    std::size_t n = 0;
+    for (auto seq = buffer_.cdata(); n < seq.size(); ++n) {
+      const char ch = static_cast<const char*>(seq.data())[n];
+      if (ch != '\r' && ch != '\n') break;
+    }
+    buffer_.consume(n);
   }
 
   // The header first, so that `Expect: 100-continue` can be answered before the body
@@ -159,6 +172,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(beast::error_code ec, std::size_t bytes) {
     if (ec || parser_->is_done()) return on_read(ec, bytes);
     const auto& message = parser_->get();
+    // Chunked is the only transfer coding understood (RFC 9112 §6.1: otherwise 501).
+    if (const auto te = message[bhttp::field::transfer_encoding];
+        !te.empty() && !beast::iequals(te, "chunked")) {
+      started_ = std::chrono::steady_clock::now();
+      return reject(501, "unsupported Transfer-Encoding: only chunked is accepted");
+    }
     if (message.version() >= 11 && beast::iequals(message[bhttp::field::expect], "100-continue")) {
       // A body announced over the limit is refused now, before the client sends it.
       if (const auto length = parser_->content_length(); length && *length > server_.config.max_body_bytes) {

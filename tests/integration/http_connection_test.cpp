@@ -262,5 +262,25 @@ TEST_CASE("Expect: 100-continue is answered before the body; an announced oversi
   CHECK(big.read_until_close(patience(2s)).closed);
 }
 
+TEST_CASE("empty lines before a request line are ignored; a transfer coding other than chunked is 501") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  Connection c(d.port());
+  REQUIRE(c.send("\r\n"));
+  REQUIRE(c.send("\r\n" + make_request("GET", "/status")));
+  const auto r = c.read_response();
+  REQUIRE(r.has_value());
+  CHECK(r->status == 200);
+
+  Connection g(d.port());
+  REQUIRE(
+      g.send("POST /api/v1/ingest HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, "
+             "chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"));
+  const auto refused = g.read_response();
+  REQUIRE(refused.has_value());
+  CHECK(refused->status == 501);
+  CHECK(refused->json().contains("error"));
+}
+
 }  // namespace
 }  // namespace sydra::itest
