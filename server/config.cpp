@@ -132,6 +132,12 @@ const std::map<std::string, KeySpec>& key_specs() {
       {"max_connections", integer_key(&Config::max_connections, 1, 1'000'000)},
       {"shutdown_timeout_ms", integer_key(&Config::shutdown_timeout_ms, 0, kU32)},
       {"maintenance_interval_ms", integer_key(&Config::maintenance_interval_ms, 1, 60'000)},
+      {"retention_check_interval_ms", integer_key(&Config::retention_check_interval_ms, 10, 86'400'000)},
+      {"compaction_interval_ms", integer_key(&Config::compaction_interval_ms, 0, 86'400'000)},
+      {"ingest_wait_ms", integer_key(&Config::ingest_wait_ms, 0, 600'000)},
+      {"wal_max_file_bytes", integer_key(&Config::wal_max_file_bytes, 64 * 1024, std::int64_t{1} << 40)},
+      {"max_line_bytes", integer_key(&Config::max_line_bytes, 256, 64 << 20)},
+      {"max_query_points", integer_key(&Config::max_query_points, 1, std::int64_t{1} << 32)},
   };
   return specs;
 }

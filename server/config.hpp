@@ -41,6 +41,14 @@ struct Config {
   std::uint32_t shutdown_timeout_ms = 10'000;
   std::uint32_t maintenance_interval_ms = 100;  // epoch advance + garbage collection tick
 
+  // Storage engine (docs/configuration.md).
+  std::uint32_t retention_check_interval_ms = 3'600'000;  // how often retention runs
+  std::uint32_t compaction_interval_ms = 60'000;          // background compaction; 0 = off
+  std::uint32_t ingest_wait_ms = 2000;  // ingest waits this long for memtable room, then 503
+  std::uint64_t wal_max_file_bytes = std::uint64_t{64} << 20;  // WAL files rotate past this
+  std::uint32_t max_line_bytes = 64 * 1024;                    // longer NDJSON lines get 413
+  std::uint64_t max_query_points = 1'000'000;                  // larger range answers get 413
+
   std::uint32_t resolved_workers() const noexcept;
   std::uint32_t resolved_shards() const noexcept;
 };

@@ -17,6 +17,7 @@
 #include "server/http/server.hpp"
 #include "server/log.hpp"
 #include "server/metrics.hpp"
+#include "server/storage/engine.hpp"
 
 namespace sydra::server {
 
@@ -63,6 +64,31 @@ void raise_file_limit(std::uint32_t max_connections) {
                  static_cast<unsigned long long>(limit.rlim_cur), max_connections);
 }
 
+storage::EngineOptions engine_options(const Config& config) {
+  storage::EngineOptions o;
+  o.data_dir = config.data_dir;
+  switch (config.fsync) {
+    case FsyncPolicy::always:
+      o.sync = storage::SyncMode::always;
+      break;
+    case FsyncPolicy::interval:
+      o.sync = storage::SyncMode::interval;
+      break;
+    case FsyncPolicy::none:
+      o.sync = storage::SyncMode::none;
+      break;
+  }
+  o.sync_interval_ms = config.flush_interval_ms;
+  o.wal_max_file_bytes = config.wal_max_file_bytes;
+  o.memtable_max_bytes = config.memtable_max_bytes;
+  o.flush_interval_ms = config.flush_interval_ms;
+  o.retention_days = config.retention_days;
+  o.retention_check_interval_ms = config.retention_check_interval_ms;
+  o.compaction_interval_ms = config.compaction_interval_ms;
+  o.ingest_wait_ms = config.ingest_wait_ms;
+  return o;
+}
+
 }  // namespace
 
 int run_daemon(const Config& config, const std::vector<std::string>& config_warnings) {
@@ -80,10 +106,20 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
     return 1;
   }
 
+  // Recovery before listening: nobody can ask for data the engine has not replayed yet.
+  std::unique_ptr<storage::Engine> engine;
+  try {
+    engine = storage::Engine::open(engine_options(config), allocator);
+  } catch (const std::exception& e) {
+    // WalCorruption and SegmentCorruption name the file (and the offset).
+    spdlog::error("cannot open the storage engine in {}: {}", config.data_dir, e.what());
+    return 1;
+  }
+
   const unsigned workers = config.resolved_workers();
   RequestMetrics request_metrics(workers);
   ServerCounters counters;
-  App app(config, allocator, request_metrics, counters);
+  App app(config, allocator, request_metrics, counters, engine.get());
   asio::io_context ioc{1};
   // Signals first: a supervisor or test that sends SIGTERM as soon as the port file
   // appears must get a graceful shutdown, not the default action.
@@ -141,6 +177,13 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
   if (!clean)
     spdlog::warn("requests still running after shutdown_timeout_ms={}; stopped them",
                  config.shutdown_timeout_ms);
+  // No request runs any more: stop the background flusher and make the WAL durable.
+  try {
+    engine->close();
+  } catch (const std::exception& e) {
+    spdlog::error("making the WAL durable at shutdown failed: {}", e.what());
+    return 1;
+  }
   allocator.advance_epoch();
   allocator.collect_garbage();
   spdlog::info("stopped");

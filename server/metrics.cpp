@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "server/storage/engine.hpp"
+
 namespace sydra::server {
 
 RequestMetrics::RequestMetrics(unsigned slots) {
@@ -220,6 +222,53 @@ std::string render_metrics(const MetricsInput& in) {
     w.sample("sydradb_http_request_duration_seconds_count", labels, series.count);
   }
 
+  // The storage engine.
+  if (const storage::EngineStats* st = in.storage) {
+    w.single("sydradb_ingest_total", "counter", "Points stored by ingest requests.", st->ingest_points);
+    w.single("sydradb_ingest_rejected_total", "counter", "NDJSON lines rejected by ingest (malformed).",
+             st->ingest_rejected);
+    w.single("sydradb_ingest_requests_total", "counter", "Ingest requests with a parsed body.",
+             st->ingest_requests);
+    w.single("sydradb_ingest_busy_total", "counter",
+             "Ingest requests refused with 503 because the memtable stayed full.", st->ingest_busy);
+    w.single("sydradb_flush_total", "counter", "Memtable generations written to a segment.", st->flushes);
+    w.single("sydradb_flush_failures_total", "counter", "Flushes that failed (retried later).",
+             st->flush_failures);
+    w.single("sydradb_flush_seconds_total", "counter", "Time spent writing flushed segments.",
+             st->flush_seconds);
+    w.single("sydradb_flush_points_total", "counter", "Points written to segments by flushes.",
+             st->flush_points);
+    w.single("sydradb_wal_bytes_total", "counter", "Bytes appended to the WAL (framing included).",
+             st->wal_bytes);
+    w.single("sydradb_wal_records_total", "counter", "Records appended to the WAL (one per ingest request).",
+             st->wal_records);
+    w.single("sydradb_wal_fsync_total", "counter", "fsync calls on WAL files.", st->wal_fsyncs);
+    w.single("sydradb_wal_fsync_seconds_total", "counter", "Time spent in WAL fsync calls.",
+             st->wal_fsync_seconds);
+    w.single("sydradb_wal_group_commit_waiters_total", "counter",
+             "Durability waits satisfied by another request's fsync (group commit).",
+             st->wal_group_commit_waiters);
+    w.single("sydradb_wal_files", "gauge", "WAL files on disk.", st->wal_files);
+    w.single("sydradb_wal_last_lsn", "gauge", "Sequence number of the last WAL record.", st->wal_last_lsn);
+    w.single("sydradb_flushed_lsn", "gauge", "Sequence number up to which the WAL is in segments.",
+             st->flushed_lsn);
+    w.single("sydradb_memtable_bytes", "gauge", "Memory held by the memtable (active + flushing).",
+             st->memtable_bytes);
+    w.single("sydradb_memtable_max_bytes", "gauge", "The memtable bound (memtable_max_bytes).",
+             st->memtable_max_bytes);
+    w.single("sydradb_memtable_points", "gauge", "Points in the memtable (active + flushing).",
+             st->memtable_points);
+    w.single("sydradb_memtable_series", "gauge",
+             "Series in the memtable (active + flushing, per generation).", st->memtable_series);
+    w.single("sydradb_segments", "gauge", "Segment files in the manifest.", st->segments);
+    w.single("sydradb_segment_bytes", "gauge", "Bytes in segment files.", st->segment_bytes);
+    w.single("sydradb_segment_points", "gauge", "Points in segment files.", st->segment_points);
+    w.single("sydradb_compactions_total", "counter", "Segment compactions since start.", st->compactions);
+    w.single("sydradb_retention_dropped_segments_total", "counter",
+             "Segments dropped by retention since start.", st->retention_dropped_segments);
+    w.single("sydradb_series", "gauge", "Series known to the engine.", st->series);
+  }
+
   // The allocator: process-wide figures.
   w.family("sydradb_alloc_info", "gauge", "Allocator mode; the value is always 1.");
   w.sample("sydradb_alloc_info", "mode=\"" + std::string(alloc::to_string(s.mode)) + "\"", std::uint64_t{1});
@@ -300,6 +349,32 @@ std::vector<std::string> metric_names() {
                                     "sydradb_http_timeouts_total",
                                     "sydradb_http_requests_total",
                                     "sydradb_http_request_duration_seconds",
+                                    "sydradb_ingest_total",
+                                    "sydradb_ingest_rejected_total",
+                                    "sydradb_ingest_requests_total",
+                                    "sydradb_ingest_busy_total",
+                                    "sydradb_flush_total",
+                                    "sydradb_flush_failures_total",
+                                    "sydradb_flush_seconds_total",
+                                    "sydradb_flush_points_total",
+                                    "sydradb_wal_bytes_total",
+                                    "sydradb_wal_records_total",
+                                    "sydradb_wal_fsync_total",
+                                    "sydradb_wal_fsync_seconds_total",
+                                    "sydradb_wal_group_commit_waiters_total",
+                                    "sydradb_wal_files",
+                                    "sydradb_wal_last_lsn",
+                                    "sydradb_flushed_lsn",
+                                    "sydradb_memtable_bytes",
+                                    "sydradb_memtable_max_bytes",
+                                    "sydradb_memtable_points",
+                                    "sydradb_memtable_series",
+                                    "sydradb_segments",
+                                    "sydradb_segment_bytes",
+                                    "sydradb_segment_points",
+                                    "sydradb_compactions_total",
+                                    "sydradb_retention_dropped_segments_total",
+                                    "sydradb_series",
                                     "sydradb_alloc_info",
                                     "sydradb_alloc_shards",
                                     "sydradb_alloc_slab_bytes",

@@ -14,6 +14,10 @@
 
 #include "alloc/stats.hpp"
 
+namespace sydra::storage {
+struct EngineStats;
+}
+
 namespace sydra::server {
 
 // Request counts and latency, by route and status. Each worker writes its own slot (its
@@ -56,6 +60,7 @@ struct MetricsInput {
   const ServerCounters& server;
   double uptime_seconds;
   unsigned workers;
+  const storage::EngineStats* storage = nullptr;  // the storage figures, when an engine runs
 };
 
 std::string render_metrics(const MetricsInput& input);

@@ -2,18 +2,27 @@
 
 #include <cctype>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "server/api/alloc_stats_json.hpp"
+#include "server/api/storage_api.hpp"
+#include "server/storage/engine.hpp"
 
 namespace sydra::server {
 
 App::App(const Config& config, alloc::SmallPoolAllocator& allocator, RequestMetrics& metrics,
-         ServerCounters& counters)
-    : config_(config), allocator_(allocator), metrics_(metrics), counters_(counters) {
+         ServerCounters& counters, storage::Engine* engine)
+    : config_(config), allocator_(allocator), metrics_(metrics), counters_(counters), engine_(engine) {
+  if (engine_ != nullptr) {
+    storage_api_ = std::make_unique<StorageApi>(*engine_, config_, allocator_);
+    storage_api_->add_routes(router_);
+  }
   router_.add("GET", "/status", [this](const http::Request&) { return status(); });
   router_.add("GET", "/debug/alloc/stats", [this](const http::Request&) { return alloc_stats(); });
   router_.add("GET", "/metrics", [this](const http::Request&) { return metrics_text(); });
 }
+
+App::~App() = default;
 
 bool App::authorized(const http::Request& request) const noexcept {
   if (config_.auth_token.empty()) return true;
@@ -52,6 +61,17 @@ http::Response App::status() const {
   j["allocator_mode"] = std::string(alloc::to_string(allocator_.mode()));
   j["allocator_shards"] = allocator_.shard_count();
   j["connections"] = counters_.connections_active.load(std::memory_order_relaxed);
+  if (engine_ != nullptr) {
+    const storage::EngineStats st = engine_->stats();
+    j["storage"] = {{"series", st.series},
+                    {"memtable_bytes", st.memtable_bytes},
+                    {"memtable_points", st.memtable_points},
+                    {"segments", st.segments},
+                    {"segment_bytes", st.segment_bytes},
+                    {"wal_last_lsn", st.wal_last_lsn},
+                    {"flushed_lsn", st.flushed_lsn},
+                    {"fsync", to_string(config_.fsync)}};
+  }
   return http::json_ok(j.dump());
 }
 
@@ -64,7 +84,10 @@ http::Response App::metrics_text() const {
   const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   http::Response r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  r.body = render_metrics(MetricsInput{stats, metrics_, counters_, uptime, config_.resolved_workers()});
+  std::optional<storage::EngineStats> storage_stats;
+  if (engine_ != nullptr) storage_stats = engine_->stats();
+  r.body = render_metrics(MetricsInput{stats, metrics_, counters_, uptime, config_.resolved_workers(),
+                                       storage_stats ? &*storage_stats : nullptr});
   return r;
 }
 
