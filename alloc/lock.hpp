@@ -46,6 +46,10 @@ class InstrumentedLock {
     LockStats::add(holder_stats_->hold_ticks, platform::ticks() - hold_start_);
     mutex_.unlock();
   }
+  // Around fork() (pthread_atfork): taken by the prepare handler, released in the parent
+  // and in the child by the thread that forked. Not counted in the statistics.
+  void lock_for_fork() noexcept { mutex_.lock(); }
+  void unlock_after_fork() noexcept { mutex_.unlock(); }
 
  private:
   std::mutex mutex_;

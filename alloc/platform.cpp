@@ -1,6 +1,7 @@
 #include "platform.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -9,6 +10,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+
+#if SYDRA_ALLOC_LIBC_FALLBACK
+#include <dlfcn.h>
+
+#include <atomic>
+
+extern "C" {
+void* __libc_malloc(std::size_t size);
+void* __libc_calloc(std::size_t count, std::size_t size);
+void* __libc_realloc(void* p, std::size_t size);
+void* __libc_memalign(std::size_t align, std::size_t size);
+void __libc_free(void* p);
+}
+#endif
 
 #include "config.hpp"
 
@@ -129,5 +144,71 @@ unsigned cpu_count() noexcept {
 const char* env(const char* name) noexcept {
   return std::getenv(name);
 }
+
+#if SYDRA_ALLOC_LIBC_FALLBACK
+
+namespace {
+using UsableSizeFn = std::size_t (*)(void*);
+std::atomic<UsableSizeFn> g_libc_usable_size{nullptr};
+}  // namespace
+
+void* system_malloc(std::size_t size) noexcept {
+  return __libc_malloc(size);
+}
+void* system_calloc(std::size_t count, std::size_t size) noexcept {
+  return __libc_calloc(count, size);
+}
+void* system_realloc(void* p, std::size_t size) noexcept {
+  return __libc_realloc(p, size);
+}
+void* system_aligned(std::size_t align, std::size_t size) noexcept {
+  return __libc_memalign(align, size);
+}
+void system_free(void* p) noexcept {
+  __libc_free(p);
+}
+
+void init_system_allocator() noexcept {
+  if (g_libc_usable_size.load(std::memory_order_acquire) != nullptr) return;
+  // libc's own definition, looked up in libc's scope (RTLD_DEFAULT would find ours).
+  void* libc = ::dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+  void* fn = libc != nullptr ? ::dlsym(libc, "malloc_usable_size") : nullptr;
+  if (fn == nullptr) fatal("libsydralloc: glibc's malloc_usable_size not found");
+  g_libc_usable_size.store(reinterpret_cast<UsableSizeFn>(fn), std::memory_order_release);
+}
+
+std::size_t system_usable_size(void* p) noexcept {
+  UsableSizeFn fn = g_libc_usable_size.load(std::memory_order_acquire);
+  if (SYDRA_UNLIKELY(fn == nullptr)) {
+    init_system_allocator();
+    fn = g_libc_usable_size.load(std::memory_order_acquire);
+  }
+  return fn(p);
+}
+
+#else
+
+void* system_malloc(std::size_t size) noexcept {
+  return std::malloc(size);
+}
+void* system_calloc(std::size_t count, std::size_t size) noexcept {
+  return std::calloc(count, size);
+}
+void* system_realloc(void* p, std::size_t size) noexcept {
+  return std::realloc(p, size);
+}
+void* system_aligned(std::size_t align, std::size_t size) noexcept {
+  void* p = nullptr;
+  return ::posix_memalign(&p, align, size) == 0 ? p : nullptr;
+}
+void system_free(void* p) noexcept {
+  std::free(p);
+}
+std::size_t system_usable_size(void* p) noexcept {
+  return ::malloc_usable_size(p);
+}
+void init_system_allocator() noexcept {}
+
+#endif
 
 }  // namespace sydra::alloc::platform

@@ -50,4 +50,19 @@ unsigned cpu_count() noexcept;
 // getenv that never allocates; nullptr when unset.
 const char* env(const char* name) noexcept;
 
+// The system allocator, where sizes the pool does not serve go. In the static library
+// these are malloc, free, ... (so an LD_PRELOADed peer such as jemalloc still interposes);
+// in libsydralloc.so (SYDRA_ALLOC_LIBC_FALLBACK), where malloc is this allocator, they are
+// glibc's own entry points (__libc_malloc, ...), which never come back here.
+void* system_malloc(std::size_t size) noexcept;
+void* system_calloc(std::size_t count, std::size_t size) noexcept;
+void* system_realloc(void* p, std::size_t size) noexcept;
+// align: a power of two >= sizeof(void*). nullptr when out of memory.
+void* system_aligned(std::size_t align, std::size_t size) noexcept;
+void system_free(void* p) noexcept;
+std::size_t system_usable_size(void* p) noexcept;
+// libsydralloc.so: resolves glibc's malloc_usable_size (glibc exports no __libc_ name for
+// it). Called once while the library initialises; a no-op in the static library.
+void init_system_allocator() noexcept;
+
 }  // namespace sydra::alloc::platform

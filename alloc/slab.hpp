@@ -121,6 +121,10 @@ class SlabSpace {
   // Resident pages of the carved part of the range.
   std::uint64_t resident_bytes() const noexcept;
 
+  // Around fork(): the space's own mutex (innermost in the allocator's lock order).
+  void lock_for_fork() noexcept { mutex_.lock(); }
+  void unlock_after_fork() noexcept { mutex_.unlock(); }
+
  private:
   void set_tag(SlabMeta& slab, std::uint16_t tag) noexcept;
 

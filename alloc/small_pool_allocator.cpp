@@ -1,10 +1,11 @@
 // The allocator's slow paths: first use on a thread, refill and flush, cross-shard frees,
 // the legacy buckets, the system fallback, epochs, thread exit and the stats snapshot.
 //
-// Lock order (outer to inner): the process registry mutex (g_registry.mutex) → an
-// allocator's registry_mutex → a shard lock or a legacy bucket lock → the slab space
-// mutex. The deferred-list mutexes of the legacy buckets and the fallback are taken
-// before a bucket lock and never together.
+// Lock order (outer to inner): the process registry mutex (g_registry.mutex) → the
+// deferred-list mutexes of the legacy buckets and the fallback (never together) → an
+// allocator's registry_mutex → shards_mutex → nodes_mutex → a shard lock or a legacy
+// bucket lock → the slab space mutex → the metadata arena mutex. fork_prepare() takes
+// them all in this order.
 
 #include "small_pool_allocator.hpp"
 
@@ -38,6 +39,7 @@ struct ProcessRegistry {
   bool exit_key_created = false;
 };
 constinit ProcessRegistry g_registry;
+constinit std::atomic<bool> g_fork_handlers_installed{false};
 
 // Bump allocator over pages of our own, for objects that live as long as their allocator.
 class MetaArena {
@@ -49,6 +51,8 @@ class MetaArena {
       chunks_ = next;
     }
   }
+  void lock_for_fork() noexcept { mutex_.lock(); }
+  void unlock_after_fork() noexcept { mutex_.unlock(); }
   void* allocate(std::size_t bytes) noexcept {
     bytes = (bytes + 63) & ~std::size_t{63};
     SYDRA_CHECK(bytes <= kChunkBytes - sizeof(Chunk), "metadata object of %zu bytes too large", bytes);
@@ -221,19 +225,30 @@ SmallPoolAllocator::SmallPoolAllocator(const Options& options) noexcept
         new (in_->arena.allocate(sizeof(Internals::LegacyBucket))) Internals::LegacyBucket(space_);
   set_shard_count(resolve_shards(options.shards));
 
-  std::lock_guard<std::mutex> guard(g_registry.mutex);
-  if (!g_registry.exit_key_created) {
-    SYDRA_CHECK(pthread_key_create(&g_registry.exit_key, thread_exit_hook) == 0,
-                "pthread_key_create failed: no thread-exit hook");
-    g_registry.exit_key_created = true;
+  {
+    std::lock_guard<std::mutex> guard(g_registry.mutex);
+    if (!g_registry.exit_key_created) {
+      SYDRA_CHECK(pthread_key_create(&g_registry.exit_key, thread_exit_hook) == 0,
+                  "pthread_key_create failed: no thread-exit hook");
+      g_registry.exit_key_created = true;
+    }
+    std::uint32_t slot = 0;
+    while (slot < kMaxAllocators && g_registry.by_slot[slot] != nullptr) ++slot;
+    SYDRA_CHECK(slot < kMaxAllocators, "more than %u SmallPoolAllocator instances alive", kMaxAllocators);
+    slot_ = slot;
+    serial_ = g_registry.next_serial++;
+    g_registry.by_slot[slot] = this;
+    g_registry.serial[slot] = serial_;
   }
-  std::uint32_t slot = 0;
-  while (slot < kMaxAllocators && g_registry.by_slot[slot] != nullptr) ++slot;
-  SYDRA_CHECK(slot < kMaxAllocators, "more than %u SmallPoolAllocator instances alive", kMaxAllocators);
-  slot_ = slot;
-  serial_ = g_registry.next_serial++;
-  g_registry.by_slot[slot] = this;
-  g_registry.serial[slot] = serial_;
+  install_fork_handlers();
+}
+
+void SmallPoolAllocator::install_fork_handlers() noexcept {
+  // Outside g_registry.mutex: pthread_atfork may allocate (glibc keeps the first 48
+  // handlers inline, so the first allocator of a process does not).
+  bool expected = false;
+  if (g_fork_handlers_installed.compare_exchange_strong(expected, true, std::memory_order_acq_rel))
+    SYDRA_CHECK(pthread_atfork(fork_prepare, fork_parent, fork_child) == 0, "pthread_atfork failed");
 }
 
 SmallPoolAllocator::~SmallPoolAllocator() {
@@ -247,7 +262,8 @@ SmallPoolAllocator::~SmallPoolAllocator() {
   // Fallback blocks still waiting for their epoch are freed now: no reader can outlive us.
   RetireNode* spent = nullptr;
   in_->fallback_deferred.backlog.take(in_->fallback_deferred.queue);
-  in_->fallback_deferred.backlog.reclaim(UINT64_MAX, SIZE_MAX, spent, [](void* p, bool) { std::free(p); });
+  in_->fallback_deferred.backlog.reclaim(UINT64_MAX, SIZE_MAX, spent,
+                                         [](void* p, bool) { platform::system_free(p); });
   for (std::uint32_t i = 0; i < kMaxShards; ++i)
     if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) s->~Shard();
   for (auto* bucket : in_->legacy) bucket->~LegacyBucket();
@@ -343,6 +359,13 @@ ThreadState* SmallPoolAllocator::thread_state() noexcept {
     pthread_setspecific(g_registry.exit_key, &slots);
   }
   return st;
+}
+
+ThreadState* SmallPoolAllocator::existing_thread_state() noexcept {
+  ThreadSlots& slots = detail::tls_slots;
+  if (SYDRA_UNLIKELY(slots.exiting)) return nullptr;
+  const ThreadSlots::Entry& entry = slots.entries[slot_];
+  return entry.serial == serial_ ? entry.state : nullptr;
 }
 
 void SmallPoolAllocator::flush_all_bins(ThreadState& st) noexcept {
@@ -483,7 +506,7 @@ void* SmallPoolAllocator::allocate_slow(std::size_t size, std::size_t align) noe
         if (chain != nullptr) {
           got = class_batch(cls);
         } else {
-          if (sh.pool.class_pool(cls).partial == nullptr && sh.has_deferred())
+          if ((options_.eager_reclaim || sh.pool.class_pool(cls).partial == nullptr) && sh.has_deferred())
             sh.collect(epoch_, true, kRefillCollectBudget, spent);
           chain = sh.pool.pop_batch(cls);
           if (chain != nullptr) {
@@ -539,17 +562,26 @@ void* SmallPoolAllocator::allocate_legacy(std::uint32_t cls) noexcept {
   return block;
 }
 
-void* SmallPoolAllocator::allocate_fallback(std::size_t size, std::size_t align) noexcept {
+void* SmallPoolAllocator::allocate_zeroed(std::size_t size) noexcept {
+  if (size > kMaxSmallSize || mode() == Mode::system) return allocate_fallback(size, kMinBlock, true);
+  void* p = allocate(size);
+  if (p != nullptr) std::memset(p, 0, size);
+  return p;
+}
+
+void* SmallPoolAllocator::allocate_fallback(std::size_t size, std::size_t align, bool zeroed) noexcept {
   if (size > static_cast<std::size_t>(PTRDIFF_MAX)) return nullptr;  // no object can be that large
   void* p = nullptr;
   // At least 16 bytes, so a retired fallback block can carry a DeferredNode.
   if (align <= kMinBlock) {
-    p = std::malloc(size < kMinBlock ? kMinBlock : size);
-  } else if (posix_memalign(&p, align, size < align ? align : size) != 0) {
-    p = nullptr;
+    const std::size_t n = size < kMinBlock ? kMinBlock : size;
+    p = zeroed ? platform::system_calloc(1, n) : platform::system_malloc(n);
+  } else {
+    p = platform::system_aligned(align, size < align ? align : size);
+    if (p != nullptr && zeroed) std::memset(p, 0, size);
   }
   if (p == nullptr) return nullptr;
-  const auto usable = static_cast<std::int64_t>(malloc_usable_size(p));
+  const auto usable = static_cast<std::int64_t>(platform::system_usable_size(p));
   if (ThreadState* st = thread_state()) {
     FallbackCounters& f = st->fallback;
     counter_add(f.allocs, std::uint64_t{1});
@@ -661,12 +693,14 @@ void SmallPoolAllocator::free_fallback(void* p) noexcept {
   }
 #endif
   count_fallback_free(p);
-  std::free(p);
+  platform::system_free(p);
 }
 
 void SmallPoolAllocator::count_fallback_free(void* p) noexcept {
-  const auto usable = static_cast<std::int64_t>(malloc_usable_size(p));
-  if (ThreadState* st = thread_state()) {
+  const auto usable = static_cast<std::int64_t>(platform::system_usable_size(p));
+  // Never makes a state: a thread that only frees system blocks (or frees them while it
+  // exits, after its state was released) must not claim a state nobody releases.
+  if (ThreadState* st = existing_thread_state()) {
     counter_add(st->fallback.frees, std::uint64_t{1});
     counter_add(st->fallback.live_bytes, -usable);
   } else {
@@ -693,7 +727,7 @@ void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
     deallocate(p);
     return q;
   }
-  const std::size_t old_usable = malloc_usable_size(p);
+  const std::size_t old_usable = platform::system_usable_size(p);
   if (size <= kMaxSmallSize && mode() != Mode::system) {
     void* q = allocate(size);  // back into the pool
     if (q == nullptr) return nullptr;
@@ -701,11 +735,11 @@ void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
     free_fallback(p);
     return q;
   }
-  void* q = std::realloc(p, size);
+  void* q = platform::system_realloc(p, size);
   if (q == nullptr) return nullptr;
   (q == p ? in_->fallback_resizes : in_->fallback_remaps).fetch_add(1, std::memory_order_relaxed);
   const std::int64_t grown =
-      static_cast<std::int64_t>(malloc_usable_size(q)) - static_cast<std::int64_t>(old_usable);
+      static_cast<std::int64_t>(platform::system_usable_size(q)) - static_cast<std::int64_t>(old_usable);
   if (ThreadState* st = thread_state()) {
     counter_add(st->fallback.live_bytes, grown);
   } else {
@@ -717,7 +751,7 @@ void* SmallPoolAllocator::reallocate(void* p, std::size_t size) noexcept {
 std::size_t SmallPoolAllocator::usable_size(const void* p) const noexcept {
   if (p == nullptr) return 0;
   if (owns(p)) return class_to_size(tag_class(space_.tag_of(p)));
-  return malloc_usable_size(const_cast<void*>(p));
+  return platform::system_usable_size(const_cast<void*>(p));
 }
 
 // ---- epochs -------------------------------------------------------------------------------
@@ -820,7 +854,7 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
     list.backlog.take(list.queue);
     reclaimed += list.backlog.reclaim(epoch_.min_observed(), SIZE_MAX, spent, [this](void* block, bool) {
       count_fallback_free(block);
-      std::free(block);
+      platform::system_free(block);
     });
   }
   in_->recycle_nodes(spent);
@@ -1008,6 +1042,76 @@ SmallPoolAllocator& default_allocator() noexcept {
   alignas(SmallPoolAllocator) static unsigned char storage[sizeof(SmallPoolAllocator)];
   static SmallPoolAllocator* const instance = new (storage) SmallPoolAllocator(Options::from_environment());
   return *instance;
+}
+
+// ---- fork -----------------------------------------------------------------------------------
+
+void SmallPoolAllocator::lock_for_fork() noexcept {
+  in_->legacy_deferred.mutex.lock();
+  in_->fallback_deferred.mutex.lock();
+  in_->registry_mutex.lock();
+  in_->shards_mutex.lock();
+  in_->nodes_mutex.lock();
+  for (std::uint32_t i = 0; i < kMaxShards; ++i)
+    if (Shard* s = in_->shards[i].load(std::memory_order_acquire)) s->lock.lock_for_fork();
+  for (auto* bucket : in_->legacy) bucket->lock.lock_for_fork();
+  space_.lock_for_fork();
+  in_->arena.lock_for_fork();
+}
+
+void SmallPoolAllocator::unlock_after_fork() noexcept {
+  in_->arena.unlock_after_fork();
+  space_.unlock_after_fork();
+  for (auto* bucket : in_->legacy) bucket->lock.unlock_after_fork();
+  for (std::uint32_t i = kMaxShards; i-- > 0;)
+    if (Shard* s = in_->shards[i].load(std::memory_order_acquire)) s->lock.unlock_after_fork();
+  in_->nodes_mutex.unlock();
+  in_->shards_mutex.unlock();
+  in_->registry_mutex.unlock();
+  in_->fallback_deferred.mutex.unlock();
+  in_->legacy_deferred.mutex.unlock();
+}
+
+void SmallPoolAllocator::drop_other_threads_after_fork() noexcept {
+  const ThreadSlots::Entry& mine = detail::tls_slots.entries[slot_];
+  ThreadState* survivor = mine.serial == serial_ ? mine.state : nullptr;
+  for (ThreadState* t = in_->threads; t != nullptr; t = t->next) {
+    if (!t->claimed || t == survivor) continue;
+    // The thread is gone; it may have been anywhere in its lock-free fast path, so its
+    // bins cannot be trusted: their blocks stay out of the pool for good (at most two
+    // batches per class). Its counters are folded as they are; every lock is held.
+    if (t->shard != kNoShard) shard(t->shard).retired += t->counters();
+    fold_fallback(*t);
+    for (Bin& bin : t->bins) bin = Bin{};
+    t->cross_shard_frees = 0;
+    t->spare_nodes = nullptr;  // lost with the bins
+    t->spare_count = 0;
+    epoch_.release_record(t->record);
+    t->record = nullptr;
+    t->claimed = false;
+  }
+}
+
+void fork_prepare() noexcept {
+  g_registry.mutex.lock();
+  for (SmallPoolAllocator* a : g_registry.by_slot)
+    if (a != nullptr) a->lock_for_fork();
+}
+
+void fork_parent() noexcept {
+  for (std::uint32_t i = kMaxAllocators; i-- > 0;)
+    if (SmallPoolAllocator* a = g_registry.by_slot[i]) a->unlock_after_fork();
+  g_registry.mutex.unlock();
+}
+
+void fork_child() noexcept {
+  for (std::uint32_t i = kMaxAllocators; i-- > 0;) {
+    if (SmallPoolAllocator* a = g_registry.by_slot[i]) {
+      a->drop_other_threads_after_fork();
+      a->unlock_after_fork();
+    }
+  }
+  g_registry.mutex.unlock();
 }
 
 }  // namespace sydra::alloc

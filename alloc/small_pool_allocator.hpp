@@ -39,6 +39,15 @@ struct Options {
   // at once). collect_garbage() returns those that stayed unused since its previous call.
   std::uint32_t retained_empty_slabs = 64;
   std::uint32_t empty_slab_decay_ms = 1000;
+  // Refills reclaim deferred blocks (cross-shard frees) whenever their shard has some, not
+  // only when the class would need a new slab. For processes with no maintenance tick
+  // calling collect_garbage(): on in libsydralloc.so, where nothing else would reclaim
+  // them and a producer/consumer pair of threads would grow the backlog without bound.
+#if SYDRA_ALLOC_LIBC_FALLBACK
+  bool eager_reclaim = true;
+#else
+  bool eager_reclaim = false;
+#endif
 
   // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
   // SYDRA_ALLOC_SHARDS (integer) and SYDRA_ALLOC_RESERVE_MB. Never allocates.
@@ -57,6 +66,10 @@ class SmallPoolAllocator {
   // alignments up to 16 are free, up to 256 are served from a class whose size is a
   // multiple of the alignment, above 256 by the system allocator. nullptr when out of memory.
   void* allocate(std::size_t size, std::size_t align = kMinBlock) noexcept;
+  // allocate(size) with the first `size` bytes zeroed (calloc; the caller checks the
+  // count * size product for overflow). Large sizes use the system calloc, which skips
+  // zeroing fresh pages.
+  void* allocate_zeroed(std::size_t size) noexcept;
   // nullptr is a no-op; a pointer the pool does not own goes to the system allocator.
   void deallocate(void* p) noexcept;
   // Sized free: the size given to allocate (debug builds check the block could have come
@@ -123,17 +136,28 @@ class SmallPoolAllocator {
 
  private:
   friend void thread_exit_hook(void*) noexcept;
+  friend void fork_prepare() noexcept;
+  friend void fork_parent() noexcept;
+  friend void fork_child() noexcept;
 
+  void install_fork_handlers() noexcept;
   SYDRA_SLOW_PATH void* allocate_slow(std::size_t size, std::size_t align) noexcept;
   SYDRA_SLOW_PATH void deallocate_slow(void* p) noexcept;
   SYDRA_SLOW_PATH void flush_bin(ThreadState& st, std::uint32_t cls) noexcept;
   SYDRA_SLOW_PATH void check_sized_free(void* p, std::size_t size) const noexcept;
   void* allocate_small(std::uint32_t cls) noexcept;
   void* allocate_legacy(std::uint32_t cls) noexcept;
-  void* allocate_fallback(std::size_t size, std::size_t align) noexcept;
+  void* allocate_fallback(std::size_t size, std::size_t align, bool zeroed = false) noexcept;
   void free_fallback(void* p) noexcept;
   void free_owned(void* p, std::uint16_t tag) noexcept;
-  ThreadState* thread_state() noexcept;  // creates on first use; nullptr while the thread exits
+  ThreadState* thread_state() noexcept;           // creates on first use; nullptr while the thread exits
+  ThreadState* existing_thread_state() noexcept;  // never creates one
+  // fork(): every lock of this allocator, in lock order; released by the thread that forked.
+  void lock_for_fork() noexcept;
+  void unlock_after_fork() noexcept;
+  // In the child, before unlocking: only the forking thread exists. The other threads'
+  // states and epoch records are given up (their cached blocks are lost, not reused).
+  void drop_other_threads_after_fork() noexcept;
   void release_state(ThreadState& st) noexcept;
   void flush_all_bins(ThreadState& st) noexcept;
   void fold_counters(ThreadState& st) noexcept;  // under registry_mutex_
@@ -164,6 +188,14 @@ class SmallPoolAllocator {
 // on first use (safe during static initialisation) from Options::from_environment(), and
 // never destroyed.
 SmallPoolAllocator& default_allocator() noexcept;
+
+// fork() safety for every live allocator, installed with pthread_atfork when the first
+// allocator is constructed: prepare takes every allocator lock (in lock order), the parent
+// and the child release them; the child also gives up the states of the threads that did
+// not survive the fork, so it can allocate, exit threads and fork again.
+void fork_prepare() noexcept;
+void fork_parent() noexcept;
+void fork_child() noexcept;
 
 // ---- fast paths -----------------------------------------------------------------------
 //
