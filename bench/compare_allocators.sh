@@ -1,35 +1,191 @@
 #!/usr/bin/env bash
 # Runs one bench_alloc workload on every allocator — sharded, legacy, glibc, jemalloc,
-# tcmalloc, mimalloc (the peers through LD_PRELOAD on --allocator=system) — for R interleaved
-# rounds (round 1: every allocator, round 2: every allocator, ...), then prints the medians
-# with ratios against glibc, writes CSVs and plots the latency percentiles.
+# tcmalloc, mimalloc, sydralloc (the peers and libsydralloc.so through LD_PRELOAD on
+# --allocator=system) — for R interleaved rounds (round 1: every allocator, round 2: every
+# allocator, ...), then prints the medians with ratios against glibc, writes CSVs and plots
+# the latency percentiles.
 #
-# usage: bench/compare_allocators.sh [--rounds R] BENCH_ALLOC [OUTDIR] [BENCH ARGS...]
+# usage: bench/compare_allocators.sh [--rounds R] [--sydralloc LIB] BENCH_ALLOC [OUTDIR] [BENCH ARGS...]
 #   BENCH_ALLOC  path to the bench_alloc binary (e.g. build/release/bench/bench_alloc)
 #   OUTDIR       where results go (default build/compare); raw JSON under OUTDIR/raw
 #   BENCH ARGS   passed to every run, e.g. --threads 2 --remote-free-percent 30 --seconds 3
 #   --rounds R   rounds (default 5, or $ROUNDS)
+#   --sydralloc LIB  libsydralloc.so for the sydralloc arm (default: next to BENCH_ALLOC,
+#                BENCH_ALLOC/../../alloc/libsydralloc.so; skipped when missing)
 #
 # Output: OUTDIR/summary.txt (the table printed), summary.csv (medians and ratios),
 # rounds.csv (every run), latency_alloc.dat / latency_free.dat and latency.png.
+#
+# External workloads: any command under glibc, jemalloc, tcmalloc, mimalloc and sydralloc
+# (LD_PRELOAD for the command and every process it starts), R interleaved rounds:
+#
+# usage: bench/compare_allocators.sh [--rounds R] [--sydralloc LIB] --workload CMD [OUTDIR]
+#   CMD          a shell command (bash -c), e.g. "python3 my_script.py", or a built-in:
+#                  python   tests/preload/alloc_heavy.py with PYTHONMALLOC=malloc (every
+#                           Python object through malloc)
+#                  pymalloc the same with Python's own small-object allocator
+#                  sort     sort(1) of a generated 1,000,000-line file, two threads
+#   OUTDIR       default build/compare-workload
+#   --sydralloc LIB  default build/release/alloc/libsydralloc.so
+# Prints, per allocator, the medians of wall time, CPU time (user + system) and peak RSS
+# of the command's process tree (wait4), with ratios against glibc, and whether the
+# command's standard output was identical under every allocator (it should be). Writes
+# OUTDIR/workload_summary.txt, workload.csv (medians and ratios), workload_rounds.csv.
+#
 # The machine is shared and noisy: compare the ratios, which are taken within one round set.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 rounds="${ROUNDS:-5}"
-if [[ "${1:-}" == "--rounds" ]]; then
-  rounds="${2:?--rounds needs a value}"
-  shift 2
-elif [[ "${1:-}" == --rounds=* ]]; then
-  rounds="${1#--rounds=}"
-  shift
-fi
-if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
+workload=""
+sydralloc=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --rounds) rounds="${2:?--rounds needs a value}"; shift 2 ;;
+    --rounds=*) rounds="${1#--rounds=}"; shift ;;
+    --workload) workload="${2:?--workload needs a command}"; shift 2 ;;
+    --workload=*) workload="${1#--workload=}"; shift ;;
+    --sydralloc) sydralloc="${2:?--sydralloc needs a path}"; shift 2 ;;
+    --sydralloc=*) sydralloc="${1#--sydralloc=}"; shift ;;
+    *) break ;;
+  esac
+done
+if [[ -z "$workload" && ( $# -lt 1 || "$1" == "-h" || "$1" == "--help" ) ]]; then
   sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'
   exit 2
 fi
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "compare_allocators: rounds must be a positive integer" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "compare_allocators: python3 is needed for the report" >&2; exit 2; }
+libdir=/usr/lib/x86_64-linux-gnu
+
+if [[ -n "$workload" ]]; then
+  # ---- external workloads -------------------------------------------------------------
+  outdir="${1:-build/compare-workload}"
+  [[ -n "$sydralloc" ]] || sydralloc="$here/../build/release/alloc/libsydralloc.so"
+  mkdir -p "$outdir"
+  outdir="$(cd "$outdir" && pwd)"
+  py=/usr/bin/python3
+  [[ -x "$py" ]] || py="$(command -v python3)"
+  case "$workload" in
+    python) cmd="PYTHONMALLOC=malloc $py $here/../tests/preload/alloc_heavy.py" ;;
+    pymalloc) cmd="$py $here/../tests/preload/alloc_heavy.py" ;;
+    sort)
+      if [[ ! -s "$outdir/sort_input.txt" ]]; then
+        "$py" - "$outdir/sort_input.txt" <<'PY'
+import random, sys
+rng = random.Random(7)
+letters = "abcdefghijklmnopqrstuvwxyz"
+with open(sys.argv[1], "w") as f:
+    for i in range(1_000_000):
+        word = "".join(rng.choice(letters) for _ in range(rng.randrange(3, 24)))
+        f.write(f"{word},{rng.randrange(10**6)},{i}\n")
+PY
+      fi
+      cmd="LC_ALL=C sort -S 64M --parallel=2 -t, -k2,2n -k1,1 $outdir/sort_input.txt"
+      ;;
+    *) cmd="$workload" ;;
+  esac
+  arms=("glibc|")
+  for c in "jemalloc|$libdir/libjemalloc.so.2" "tcmalloc|$libdir/libtcmalloc_minimal.so.4" \
+           "mimalloc|$libdir/libmimalloc.so.2" "sydralloc|$sydralloc"; do
+    if [[ ! -e "${c#*|}" ]]; then
+      echo "note: skipping ${c%%|*}: ${c#*|} is missing" >&2
+      continue
+    fi
+    arms+=("$c")
+  done
+  echo "workload: $cmd" >&2
+  echo "${#arms[@]} allocators x $rounds rounds -> $outdir" >&2
+  exec "$py" - "$outdir" "$rounds" "$cmd" "$workload" "${arms[@]}" <<'PY'
+import csv, hashlib, os, statistics, subprocess, sys, time
+
+outdir, rounds, cmd, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+arms = [a.split("|", 1) for a in sys.argv[5:]]
+runs = {name: [] for name, _ in arms}
+outputs = {name: set() for name, _ in arms}
+failed = False
+for r in range(1, rounds + 1):
+    for name, lib in arms:
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        if lib:
+            env["LD_PRELOAD"] = lib
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(["bash", "-c", cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        digest = hashlib.sha256()
+        out = proc.stdout.read()
+        digest.update(out)
+        err = proc.stderr.read()
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        note = ""
+        if code != 0:
+            failed = True
+            note = f" exit {code}: {err.decode(errors='replace')[:300]}"
+        print(f"  round {r}/{rounds}  {name:<9} {wall:7.2f} s{note}", file=sys.stderr)
+        # ru_maxrss of the waited child: the largest resident set among the processes of
+        # the tree that were waited for (KiB).
+        runs[name].append({"round": r, "ok": code == 0, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
+                           "rss_peak_mib": ru.ru_maxrss / 1024})
+        outputs[name].add(digest.hexdigest())
+
+base = "glibc"
+def med(name, key):
+    vals = [x[key] for x in runs[name] if x["ok"]]
+    return statistics.median(vals) if vals else None
+cols = ["wall_s", "cpu_s", "rss_peak_mib"]
+table = {n: {c: med(n, c) for c in cols} for n, _ in arms}
+all_outputs = set().union(*outputs.values())
+lines = [f"workload {label!r}: {cmd}",
+         f"median of {rounds} interleaved rounds; (x) = ratio to {base} (lower is better)", ""]
+header = ["allocator", "wall s", "cpu s", "RSS peak MiB", "output"]
+rows = []
+for n, _ in arms:
+    cells = [n]
+    for c in cols:
+        v = table[n][c]
+        b = table.get(base, {}).get(c)
+        text = "-" if v is None else (f"{v:.1f}" if c == "rss_peak_mib" else f"{v:.3f}")
+        if v is not None and b and n != base:
+            text += f" ({v / b:.2f}x)"
+        cells.append(text)
+    same = len(outputs[n]) == 1 and outputs[n] == outputs.get(base, outputs[n])
+    cells.append("identical" if same else "DIFFERS")
+    rows.append(cells)
+widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+for row in [header] + rows:
+    lines.append("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))))
+if len(all_outputs) != 1:
+    lines.append("")
+    lines.append("warning: the command's output was not the same under every allocator and round")
+text = "\n".join(lines) + "\n"
+sys.stdout.write(text)
+with open(os.path.join(outdir, "workload_summary.txt"), "w") as f:
+    f.write(text)
+with open(os.path.join(outdir, "workload.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["allocator", "rounds"] + cols + [f"{c}_vs_{base}" for c in cols] + ["output_identical"])
+    for n, _ in arms:
+        ratios = [(table[n][c] / table[base][c]) if base in table and table[n][c] and table[base][c] else None
+                  for c in cols]
+        w.writerow([n, len(runs[n])] + [table[n][c] for c in cols] + ratios + [int(len(all_outputs) == 1)])
+with open(os.path.join(outdir, "workload_rounds.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["allocator", "round", "ok"] + cols)
+    for n, _ in arms:
+        for x in runs[n]:
+            w.writerow([n, x["round"], int(x["ok"])] + [x[c] for c in cols])
+print(f"csv: {os.path.join(outdir, 'workload.csv')}, {os.path.join(outdir, 'workload_rounds.csv')}")
+if failed:
+    sys.exit("compare_allocators: some runs failed")
+PY
+fi
+
+# ---- bench_alloc ----------------------------------------------------------------------
 bench="$1"
 shift
+[[ -n "$sydralloc" ]] || sydralloc="$(dirname "$bench")/../alloc/libsydralloc.so"
 outdir="build/compare"
 if [[ $# -gt 0 && "$1" != -* ]]; then
   outdir="$1"
@@ -38,7 +194,6 @@ fi
 extra=("$@")
 
 [[ -x "$bench" ]] || { echo "compare_allocators: $bench is not an executable" >&2; exit 2; }
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "compare_allocators: rounds must be a positive integer" >&2; exit 2; }
 for a in "${extra[@]}"; do
   case "$a" in
     --allocator* | --json | --smoke)
@@ -47,9 +202,7 @@ for a in "${extra[@]}"; do
       ;;
   esac
 done
-command -v python3 >/dev/null || { echo "compare_allocators: python3 is needed for the report" >&2; exit 2; }
 
-libdir=/usr/lib/x86_64-linux-gnu
 # name | --allocator | LD_PRELOAD (empty: none)
 candidates=(
   "sharded|sharded|"
@@ -58,6 +211,7 @@ candidates=(
   "jemalloc|system|$libdir/libjemalloc.so.2"
   "tcmalloc|system|$libdir/libtcmalloc_minimal.so.4"
   "mimalloc|system|$libdir/libmimalloc.so.2"
+  "sydralloc|system|$sydralloc"
 )
 arms=()
 for c in "${candidates[@]}"; do
