@@ -18,6 +18,8 @@ packages=(
   gnuplot-nox wrk curl
   # whole-program tools used by tests and docs (RSS, instruction counts)
   procps valgrind python3
+  # packaging and its test: dpkg-shlibdeps (cpack), systemd-analyze, file, objdump
+  dpkg-dev systemd file binutils
 )
 
 missing=()
