@@ -19,7 +19,7 @@ packages=(
   # whole-program tools used by tests and docs (RSS, instruction counts)
   procps valgrind python3
   # packaging and its test: dpkg-shlibdeps (cpack), systemd-analyze, file, objdump
-  dpkg-dev systemd file binutils
+  dpkg-dev systemd file binutils strace
 )
 
 missing=()

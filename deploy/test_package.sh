@@ -16,7 +16,9 @@
 # 6. starts the unpacked binary with the unit's ExecStart arguments (the packaged example
 #    config, with data_dir moved to a temporary directory and port 0), NOTIFY_SOCKET and
 #    WATCHDOG_USEC set: expects READY=1, WATCHDOG=1, an answer on /status, then on SIGTERM
-#    STOPPING=1 and exit status 0.
+#    STOPPING=1 and exit status 0;
+# 7. runs it again under strace (ingest, query, stats, metrics, SIGTERM) and checks that every
+#    system call it made passes the unit's SystemCallFilter= (skipped without strace).
 # Exit status 0 when every check passed; otherwise every failed check is listed.
 set -euo pipefail
 
@@ -223,6 +225,70 @@ warnings = [l for l in log.read().splitlines() if "unknown key" in l or " error 
 if warnings:
     fail(f"warnings or errors in the log: {warnings}")
 PY
+
+# --- 7. the system calls the daemon makes are those the unit allows ----------------------------
+# Under strace: start, ingest, query, stats, metrics, SIGTERM. Every system call it made must
+# pass the unit's SystemCallFilter= lines (groups expanded by systemd-analyze); a call that
+# does not would fail with EPERM under systemd (SystemCallErrorNumber=EPERM).
+if command -v strace >/dev/null && strace -f -qq -o /dev/null true 2>/dev/null; then
+  rm -rf "$run/data" "$run/port"
+  if python3 - "$run" "$unit" $argv <<'PY'; then pass "every system call the daemon made passes the unit's SystemCallFilter"; else fail "system calls outside the unit's SystemCallFilter (above)"; fi
+import functools, json, os, re, signal, socket, subprocess, sys, time, urllib.request
+
+run, unit, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+trace = os.path.join(run, "strace.out")
+sock_path = os.path.join(run, "notify-strace.sock")
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sock_path)
+sock.settimeout(60)
+log = open(os.path.join(run, "daemon-strace.log"), "w")
+proc = subprocess.Popen(["strace", "-f", "-qq", "-o", trace] + argv, stdout=log, stderr=subprocess.STDOUT,
+                        env=dict(os.environ, NOTIFY_SOCKET=sock_path))
+main_pid = None
+while main_pid is None:
+    fields = dict(l.split("=", 1) for l in sock.recv(4096).decode().split("\n") if "=" in l)
+    if fields.get("READY") == "1":
+        main_pid = int(fields["MAINPID"])
+url = "http://127.0.0.1:" + open(os.path.join(run, "port")).read().strip()
+line = json.dumps({"series": "cpu", "tags": {"host": "a"}, "ts": int(time.time() * 1000), "value": 1.5})
+urllib.request.urlopen(urllib.request.Request(url + "/api/v1/ingest", data=(line + "\n").encode()), timeout=10).read()
+for path in ["/api/v1/query/range?series=cpu&tags=%7B%22host%22%3A%22a%22%7D&start=0&end=9999999999999",
+             "/debug/alloc/stats", "/metrics", "/status"]:
+    urllib.request.urlopen(url + path, timeout=10).read()
+os.kill(main_pid, signal.SIGTERM)
+if proc.wait(timeout=60) != 0:
+    sys.exit("   the daemon under strace did not exit 0")
+
+@functools.lru_cache(None)
+def expand(group):
+    out = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True, text=True).stdout
+    names = set()
+    for l in out.splitlines()[1:]:
+        l = l.strip()
+        if l and not l.startswith("#"):
+            names |= expand(l) if l.startswith("@") else {l}
+    return names
+
+allow, deny = set(), set()
+for line in open(unit):
+    if line.startswith("SystemCallFilter="):
+        value = line.split("=", 1)[1].strip()
+        target = deny if value.startswith("~") else allow
+        for item in value.lstrip("~").split():
+            target |= expand(item) if item.startswith("@") else {item}
+made = set()
+for l in open(trace):
+    m = re.match(r"\d+\s+([a-z0-9_]+)\(", l)
+    if m:
+        made.add(m.group(1))
+outside = sorted(c for c in made if c not in allow or c in deny)
+print(f"   {len(made)} distinct system calls")
+if outside:
+    sys.exit(f"   outside the filter: {outside}")
+PY
+else
+  echo "skip: strace missing or not permitted (the system call check)"
+fi
 
 echo
 if [ "$failures" -ne 0 ]; then
