@@ -28,6 +28,8 @@ namespace sydra::storage {
 
 namespace od = simdjson::ondemand;
 
+#define SYDRA_INGEST_INLINE inline __attribute__((always_inline))
+
 void ParsedBatch::clear() noexcept {
   points.clear();
   keys.clear();
@@ -153,6 +155,19 @@ simdjson::error_code check_value(od::value value, std::size_t depth) noexcept {
   return simdjson::INCORRECT_TYPE;
 }
 
+// A field's key. The common key without escapes is a view of the input (no copy into
+// simdjson's string buffer); a key with one is unescaped.
+SYDRA_INGEST_INLINE simdjson::error_code field_key(od::field& field, std::string_view& key) noexcept {
+  const char* raw = field.key().raw();  // just after the opening quote
+  const char* p = raw;
+  while (*p != '"' && *p != '\\') ++p;  // the string is closed within the line: stage 1 checked
+  if (*p == '"') {
+    key = std::string_view(raw, static_cast<std::size_t>(p - raw));
+    return simdjson::SUCCESS;
+  }
+  return field.unescaped_key().get(key);
+}
+
 }  // namespace
 
 struct NdjsonParser::Impl {
@@ -197,9 +212,13 @@ struct NdjsonParser::Impl {
 };
 
 NdjsonParser::NdjsonParser(std::size_t max_line_bytes) : impl_(std::make_unique<Impl>(max_line_bytes)) {
-  // Allocate simdjson's buffers once, for the longest line accepted. A failure here (out of
-  // memory) leaves the parser to allocate on the first line, which then reports it.
-  [[maybe_unused]] const auto error = impl_->parser.allocate(std::max<std::size_t>(max_line_bytes, 64));
+  // Allocate simdjson's buffers once, for lines up to the limit or 1 MiB, whichever is less
+  // (they take about five times the capacity); a longer line grows them when it comes. A
+  // failure here (out of memory) leaves the parser to allocate on the first line, which then
+  // reports it.
+  constexpr std::size_t kEagerCapacity = std::size_t{1} << 20;
+  [[maybe_unused]] const auto error =
+      impl_->parser.allocate(std::clamp<std::size_t>(max_line_bytes, 64, kEagerCapacity));
 }
 
 NdjsonParser::~NdjsonParser() = default;
@@ -277,7 +296,7 @@ std::string_view NdjsonParser::Impl::parse_line(const char* line, std::size_t si
     od::field field;
     if (auto error = std::move(field_result).get(field)) return describe_json_error(error);
     std::string_view key;
-    if (auto error = field.unescaped_key().get(key)) return describe_json_error(error);
+    if (auto error = field_key(field, key)) return describe_json_error(error);
     od::value v = field.value();
 
     if (key == "series") {
