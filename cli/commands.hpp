@@ -1,7 +1,10 @@
 // The sydradb subcommands. main.cpp parses arguments (CLI11) and calls these.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sydra::cli {
 
@@ -10,6 +13,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 2;        // bad arguments or configuration
 inline constexpr int kExitUnreachable = 3;  // the daemon could not be reached
 inline constexpr int kExitHttpError = 4;    // the daemon answered with an HTTP error
+inline constexpr int kExitRejected = 5;     // `ingest`: the daemon rejected some lines (the rest are stored)
 
 struct StatsOptions {
   std::string url = "http://127.0.0.1:8080";
@@ -22,5 +26,40 @@ struct StatsOptions {
 // `sydradb stats`: reads GET {url}/debug/alloc/stats from the running daemon and prints a
 // summary and a per-shard table (or the raw JSON). Returns an exit code.
 int run_stats(const StatsOptions& options);
+
+struct IngestOptions {
+  std::string url = "http://127.0.0.1:8080";
+  std::string token;                               // --token, else $SYDRADB_TOKEN
+  std::string file;                                // "" or "-": standard input
+  std::size_t batch_lines = 5000;                  // lines per request at most
+  std::size_t batch_bytes = std::size_t{1} << 20;  // bytes per request at most (one longer line goes alone)
+  double timeout_seconds = 30;
+};
+
+// `sydradb ingest`: sends NDJSON lines (a file or standard input) to POST {url}/api/v1/ingest
+// in batches and prints the summary: lines ingested and rejected, and the rejected lines with
+// their line numbers in the input. Exit 0 when every line was stored, kExitRejected when some
+// were rejected, kExitUnreachable / kExitHttpError when a batch could not be sent or was
+// refused (the summary then says how far it got), kExitUsage for bad options or no input file.
+int run_ingest(const IngestOptions& options);
+
+enum class QueryFormat { table, json, csv };
+
+struct QueryOptions {
+  std::string url = "http://127.0.0.1:8080";
+  std::string token;  // --token, else $SYDRADB_TOKEN
+  std::string series;
+  std::string start;              // milliseconds since the Unix epoch, "now" or "now-<N><unit>"
+  std::string end;                // the same
+  std::vector<std::string> tags;  // "key=value" each
+  std::string step;               // "" = raw points; else milliseconds or <N><unit>
+  std::string agg;                // avg | min | max | sum | count | last ("" = the daemon's default, avg)
+  QueryFormat format = QueryFormat::table;
+  double timeout_seconds = 30;
+};
+
+// `sydradb query`: POST {url}/api/v1/query/range and prints the points as a table, CSV or
+// JSON. Exit codes as for `stats`.
+int run_query(const QueryOptions& options);
 
 }  // namespace sydra::cli

@@ -1,4 +1,4 @@
-// sydradb: one binary, subcommands `serve` (the default), `stats`, `version`.
+// sydradb: one binary, subcommands `serve` (the default), `stats`, `ingest`, `query`, `version`.
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -99,6 +99,45 @@ int main(int argc, char** argv) {
   stats->add_option("--timeout", stats_options.timeout_seconds, "request timeout in seconds")
       ->capture_default_str();
 
+  sydra::cli::IngestOptions ingest_options;
+  CLI::App* ingest =
+      app.add_subcommand("ingest", "Send NDJSON points (a file or standard input) to the running daemon");
+  ingest->add_option("--url", ingest_options.url, "daemon URL")->capture_default_str();
+  ingest->add_option("--token", ingest_options.token, "bearer token (default: $SYDRADB_TOKEN)");
+  ingest->add_option("-f,--file", ingest_options.file, "NDJSON file to send (default: standard input)");
+  ingest->add_option("--batch-lines", ingest_options.batch_lines, "lines per request at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  ingest->add_option("--batch-bytes", ingest_options.batch_bytes, "bytes per request at most")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  ingest->add_option("--timeout", ingest_options.timeout_seconds, "request timeout in seconds")
+      ->capture_default_str();
+
+  sydra::cli::QueryOptions query_options;
+  CLI::App* query =
+      app.add_subcommand("query", "Read a series' points in a time range from the running daemon");
+  query->add_option("SERIES", query_options.series, "series name")->required();
+  query
+      ->add_option("START", query_options.start, "start: milliseconds since the Unix epoch, now, now-1h, ...")
+      ->required();
+  query->add_option("END", query_options.end, "end (inclusive), in the same forms")->required();
+  query->add_option("--tag", query_options.tags, "tag KEY=VALUE of the series (repeatable)");
+  query->add_option("--step", query_options.step,
+                    "downsample into buckets of this many ms (or 10s, 1m, 1h, ...)");
+  query->add_option("--agg", query_options.agg, "per bucket: avg (default), min, max, sum, count or last");
+  query->add_option("--url", query_options.url, "daemon URL")->capture_default_str();
+  query->add_option("--token", query_options.token, "bearer token (default: $SYDRADB_TOKEN)");
+  query->add_option("--timeout", query_options.timeout_seconds, "request timeout in seconds")
+      ->capture_default_str();
+  auto* json_flag = query->add_flag_function(
+      "--json", [&query_options](std::int64_t) { query_options.format = sydra::cli::QueryFormat::json; },
+      "print the points as a JSON array");
+  auto* csv_flag = query->add_flag_function(
+      "--csv", [&query_options](std::int64_t) { query_options.format = sydra::cli::QueryFormat::csv; },
+      "print the points as CSV (ts,value)");
+  json_flag->excludes(csv_flag);
+
   CLI::App* version = app.add_subcommand("version", "Print the version");
 
   // `serve` is the default command, flags included: `sydradb --port 9000` means
@@ -115,6 +154,8 @@ int main(int argc, char** argv) {
   }
 
   if (*stats) return sydra::cli::run_stats(stats_options);
+  if (*ingest) return sydra::cli::run_ingest(ingest_options);
+  if (*query) return sydra::cli::run_query(query_options);
   if (*version) {
     std::printf("sydradb %s\n", SYDRADB_VERSION);
     return 0;

@@ -1,0 +1,255 @@
+// `sydradb query SERIES START END [--tag k=v ...] [--step S --agg A] [--json|--csv]`:
+// one POST /api/v1/query/range to the running daemon, the points printed.
+#include "cli/query_command.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/http_client.hpp"
+
+namespace sydra::cli {
+
+namespace {
+
+using nlohmann::json;
+
+// A duration "<N><unit>" (unit ms, s, m, h, d; no unit = ms) in milliseconds; false if bad
+// or beyond int64.
+bool parse_duration(std::string_view text, std::int64_t& out) {
+  std::int64_t n = 0;
+  const char* begin = text.data();
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(begin, end, n);
+  if (ec != std::errc{} || ptr == begin || n < 0) return false;
+  const std::string_view unit(ptr, static_cast<std::size_t>(end - ptr));
+  std::int64_t scale = 0;
+  if (unit.empty() || unit == "ms") {
+    scale = 1;
+  } else if (unit == "s") {
+    scale = 1000;
+  } else if (unit == "m") {
+    scale = 60'000;
+  } else if (unit == "h") {
+    scale = 3'600'000;
+  } else if (unit == "d") {
+    scale = 86'400'000;
+  } else {
+    return false;
+  }
+  if (n > std::numeric_limits<std::int64_t>::max() / scale) return false;
+  out = n * scale;
+  return true;
+}
+
+std::string shortest(double v) {
+  if (std::isnan(v)) return "NaN";
+  char buffer[64];
+  const auto [ptr, ec] = std::to_chars(buffer, buffer + sizeof buffer, v);
+  return ec == std::errc{} ? std::string(buffer, ptr) : std::string("?");
+}
+
+void print_error(const std::string& error) {
+  std::cerr << "sydradb query: " << error << std::endl;
+}
+
+}  // namespace
+
+std::int64_t parse_query_time(std::string_view text, std::int64_t now_ms) {
+  const auto bad = [&] {
+    return std::invalid_argument(
+        "bad time '" + std::string(text) +
+        "': expected milliseconds since the Unix epoch, now, or now-<N><ms|s|m|h|d>");
+  };
+  if (text.substr(0, 3) == "now") {
+    const std::string_view rest = text.substr(3);
+    if (rest.empty()) return now_ms;
+    if (rest[0] != '-' && rest[0] != '+') throw bad();
+    std::int64_t offset = 0;
+    if (!parse_duration(rest.substr(1), offset)) throw bad();
+    std::int64_t result = 0;
+    const bool overflow = rest[0] == '-' ? __builtin_sub_overflow(now_ms, offset, &result)
+                                         : __builtin_add_overflow(now_ms, offset, &result);
+    if (overflow) throw bad();
+    return result;
+  }
+  std::int64_t ms = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty()) throw bad();
+  return ms;
+}
+
+std::int64_t parse_query_step(std::string_view text) {
+  std::int64_t step = 0;
+  if (!parse_duration(text, step) || step <= 0) {
+    throw std::invalid_argument("bad --step '" + std::string(text) +
+                                "': expected a positive duration in milliseconds or <N><ms|s|m|h|d>");
+  }
+  return step;
+}
+
+std::string make_range_request(const QueryOptions& options, std::int64_t now_ms) {
+  if (options.series.empty()) throw std::invalid_argument("the series name is empty");
+  json tags = json::object();
+  for (const std::string& kv : options.tags) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument("--tag expects KEY=VALUE, got '" + kv + "'");
+    const std::string key = kv.substr(0, eq);
+    if (key.empty()) throw std::invalid_argument("--tag '" + kv + "' has an empty key");
+    if (tags.contains(key)) throw std::invalid_argument("--tag '" + key + "' is given twice");
+    tags[key] = kv.substr(eq + 1);
+  }
+  const std::int64_t start = parse_query_time(options.start, now_ms);
+  const std::int64_t end = parse_query_time(options.end, now_ms);
+  if (start > end) {
+    throw std::invalid_argument("START (" + std::to_string(start) + ") is after END (" + std::to_string(end) +
+                                ")");
+  }
+  json body = {{"series", options.series}, {"tags", std::move(tags)}, {"start", start}, {"end", end}};
+  if (!options.step.empty()) body["step"] = parse_query_step(options.step);
+  if (!options.agg.empty()) {
+    static constexpr std::string_view kAggregations[] = {"avg", "min", "max", "sum", "count", "last"};
+    bool known = false;
+    for (std::string_view a : kAggregations) known = known || a == options.agg;
+    if (!known) {
+      throw std::invalid_argument("unknown --agg '" + options.agg +
+                                  "': expected avg, min, max, sum, count or last");
+    }
+    if (options.step.empty()) throw std::invalid_argument("--agg needs --step");
+    body["agg"] = options.agg;
+  }
+  return body.dump();
+}
+
+std::vector<QueryPoint> parse_range_answer(std::string_view body) {
+  const json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_array()) throw std::runtime_error("the answer is not a JSON array");
+  std::vector<QueryPoint> points;
+  points.reserve(doc.size());
+  for (const json& p : doc) {
+    const auto ts = p.is_object() ? p.find("ts") : p.end();
+    const auto value = p.is_object() ? p.find("value") : p.end();
+    if (ts == p.end() || value == p.end() || !ts->is_number_integer() ||
+        !(value->is_number() || value->is_null())) {
+      throw std::runtime_error("an element of the answer is not {\"ts\": int, \"value\": number}");
+    }
+    points.push_back({ts->get<std::int64_t>(),
+                      value->is_null() ? std::numeric_limits<double>::quiet_NaN() : value->get<double>()});
+  }
+  return points;
+}
+
+std::string format_utc_millis(std::int64_t ms) {
+  std::int64_t seconds = ms / 1000;
+  std::int64_t millis = ms % 1000;
+  if (millis < 0) {
+    millis += 1000;
+    --seconds;
+  }
+  const auto t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return "?";
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  return buffer;
+}
+
+std::string format_points(const std::vector<QueryPoint>& points, QueryFormat format) {
+  std::string out;
+  switch (format) {
+    case QueryFormat::json: {
+      json doc = json::array();
+      for (const QueryPoint& p : points) {
+        doc.push_back({{"ts", p.ts}, {"value", std::isnan(p.value) ? json(nullptr) : json(p.value)}});
+      }
+      out = doc.dump();
+      out += '\n';
+      break;
+    }
+    case QueryFormat::csv:
+      out = "ts,value\n";
+      for (const QueryPoint& p : points) {
+        out += std::to_string(p.ts);
+        out += ',';
+        if (!std::isnan(p.value)) out += shortest(p.value);
+        out += '\n';
+      }
+      break;
+    case QueryFormat::table: {
+      std::size_t ts_width = 2;
+      for (const QueryPoint& p : points) ts_width = std::max(ts_width, std::to_string(p.ts).size());
+      const auto pad = [](std::string s, std::size_t width) {
+        if (s.size() < width) s.append(width - s.size(), ' ');
+        return s;
+      };
+      out = pad("ts", ts_width) + "  " + pad("time (UTC)", 24) + "  value\n";
+      for (const QueryPoint& p : points) {
+        out += pad(std::to_string(p.ts), ts_width) + "  " + pad(format_utc_millis(p.ts), 24) + "  " +
+               shortest(p.value) + '\n';
+      }
+      out += "(" + std::to_string(points.size()) + (points.size() == 1 ? " point)\n" : " points)\n");
+      break;
+    }
+  }
+  return out;
+}
+
+int run_query(const QueryOptions& options) {
+  std::string token = options.token;
+  if (token.empty()) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): the CLI reads the environment from one thread
+    if (const char* env = std::getenv("SYDRADB_TOKEN")) token = env;
+  }
+  if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
+    print_error("--timeout must be a positive number of seconds");
+    return kExitUsage;
+  }
+  const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  std::string body;
+  try {
+    body = make_range_request(options, now_ms);
+  } catch (const std::invalid_argument& e) {
+    print_error(e.what());
+    return kExitUsage;
+  }
+  HttpResponse response;
+  try {
+    response = http_request("POST", options.url, "/api/v1/query/range", token, body, "application/json",
+                            options.timeout_seconds);
+  } catch (const Unreachable& e) {
+    print_error(e.what());
+    return kExitUnreachable;
+  } catch (const std::invalid_argument& e) {
+    print_error(e.what());
+    return kExitUsage;
+  }
+  if (response.status != 200) {
+    const json doc = json::parse(response.body, nullptr, false);
+    const std::string why = doc.is_object() && doc.contains("error") && doc["error"].is_string()
+                                ? doc["error"].get<std::string>()
+                                : response.body.substr(0, 200);
+    print_error(options.url + ": HTTP " + std::to_string(response.status) + ": " + why);
+    return kExitHttpError;
+  }
+  try {
+    std::cout << format_points(parse_range_answer(response.body), options.format) << std::flush;
+  } catch (const std::runtime_error& e) {
+    print_error(options.url + ": unexpected answer: " + e.what());
+    return kExitHttpError;
+  }
+  return kExitOk;
+}
+
+}  // namespace sydra::cli
