@@ -1,0 +1,477 @@
+// tsdb_load: a load generator for the running daemon's ingest and query endpoints.
+//
+//   tsdb_load [--url http://127.0.0.1:8080] [--connections 8] [--batch 1000] [--series 1000]
+//             [--duration 10] [--query-fraction 0] [--stats-poll-ms 0] [--token T] [--json]
+//
+// Each connection is a thread with one keep-alive HTTP/1.1 connection (plain blocking
+// sockets). A request is, with probability --query-fraction, a range query
+// (GET /api/v1/query/range over the last minute of one series), else an ingest of --batch
+// points (POST /api/v1/ingest). Ingest bodies are generated before the clock starts, one
+// per connection and template; per request only their fixed-width timestamps are rewritten
+// in place, so every point is new (series x timestamp unique) and generating costs next to
+// nothing. With --stats-poll-ms P > 0 another thread polls GET /debug/alloc/stats every P ms
+// on its own connection, and its latency is reported apart.
+//
+// Reports: points/s (counted from the daemon's "ingested" answers), requests/s, latency
+// p50/p99/p999/max per request kind, errors (transport errors, non-200 answers, rejected
+// points). Exit 0 when the run had no errors, 1 otherwise, 2 for bad arguments.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string host = "127.0.0.1";
+  std::string port = "8080";
+  std::string token;
+  unsigned connections = 8;
+  std::size_t batch = 1000;
+  std::size_t series = 1000;
+  double duration = 10;
+  double query_fraction = 0;
+  unsigned stats_poll_ms = 0;
+  bool json = false;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "tsdb_load: %s\n"
+               "usage: tsdb_load [--url http://HOST:PORT] [--connections N] [--batch POINTS] [--series N]\n"
+               "                 [--duration SECONDS] [--query-fraction F] [--stats-poll-ms MS] [--token T] "
+               "[--json]\n",
+               why);
+  std::exit(2);
+}
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
+      return argv[++i];
+    };
+    const auto number = [&](double min, double max) {
+      const std::string text = value();
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || !(v >= min && v <= max))
+        usage(("bad value for " + arg).c_str());
+      return v;
+    };
+    if (arg == "--url") {
+      std::string url = value();
+      if (url.rfind("http://", 0) != 0) usage("--url must be http://HOST:PORT");
+      url = url.substr(7);
+      if (!url.empty() && url.back() == '/') url.pop_back();
+      const auto colon = url.rfind(':');
+      if (colon == std::string::npos || url.find('/') != std::string::npos)
+        usage("--url must be http://HOST:PORT");
+      o.host = url.substr(0, colon);
+      o.port = url.substr(colon + 1);
+    } else if (arg == "--connections") {
+      o.connections = static_cast<unsigned>(number(1, 1024));
+    } else if (arg == "--batch") {
+      o.batch = static_cast<std::size_t>(number(1, 1e6));
+    } else if (arg == "--series") {
+      o.series = static_cast<std::size_t>(number(1, 1e9));
+    } else if (arg == "--duration") {
+      o.duration = number(0.01, 86400);
+    } else if (arg == "--query-fraction") {
+      o.query_fraction = number(0, 1);
+    } else if (arg == "--stats-poll-ms") {
+      o.stats_poll_ms = static_cast<unsigned>(number(0, 60000));
+    } else if (arg == "--token") {
+      o.token = value();
+    } else if (arg == "--json") {
+      o.json = true;
+    } else {
+      usage(("unknown argument " + arg).c_str());
+    }
+  }
+  return o;
+}
+
+// ---- one keep-alive HTTP/1.1 connection ---------------------------------------------------
+
+class HttpConnection {
+ public:
+  HttpConnection(const Options& o) : options_(o) {}
+  ~HttpConnection() { close(); }
+  HttpConnection(const HttpConnection&) = delete;
+  HttpConnection& operator=(const HttpConnection&) = delete;
+
+  // Sends a request and reads its answer; the status, or -1 on a transport error (the
+  // connection is then closed and reopened by the next request).
+  int request(std::string_view head, std::string_view body, std::string& answer) {
+    if (fd_ < 0 && !connect()) return -1;
+    iovec parts[2] = {{const_cast<char*>(head.data()), head.size()},
+                      {const_cast<char*>(body.data()), body.size()}};
+    std::size_t total = head.size() + body.size();
+    int count = body.empty() ? 1 : 2;
+    iovec* iov = parts;
+    while (total > 0) {
+      const ssize_t n = ::writev(fd_, iov, count);
+      if (n <= 0) return fail();
+      auto left = static_cast<std::size_t>(n);
+      total -= left;
+      while (count > 0 && left >= iov->iov_len) {
+        left -= iov->iov_len;
+        ++iov;
+        --count;
+      }
+      if (count > 0) {
+        iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+        iov->iov_len -= left;
+      }
+    }
+    return read_answer(answer);
+  }
+
+ private:
+  bool connect() {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* result = nullptr;
+    if (::getaddrinfo(options_.host.c_str(), options_.port.c_str(), &hints, &result) != 0) return false;
+    for (addrinfo* a = result; a != nullptr; a = a->ai_next) {
+      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd < 0) continue;
+      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        timeval timeout{10, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+        fd_ = fd;
+        break;
+      }
+      ::close(fd);
+    }
+    ::freeaddrinfo(result);
+    buffer_.clear();
+    return fd_ >= 0;
+  }
+
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  int fail() {
+    close();
+    return -1;
+  }
+
+  bool fill() {
+    char chunk[16384];
+    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    buffer_.append(chunk, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int read_answer(std::string& answer) {
+    std::size_t head_end;
+    while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return fail();
+    }
+    const std::string_view head(buffer_.data(), head_end);
+    if (head.size() < 12 || head.substr(0, 5) != "HTTP/") return fail();
+    const int status = std::atoi(buffer_.c_str() + 9);
+    std::size_t length = 0;
+    bool close_after = false;
+    std::size_t pos = head.find("\r\n");
+    while (pos != std::string_view::npos && pos < head.size()) {
+      const std::size_t next = head.find("\r\n", pos + 2);
+      std::string line(head.substr(pos + 2, (next == std::string_view::npos ? head.size() : next) - pos - 2));
+      std::transform(line.begin(), line.end(), line.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (line.rfind("content-length:", 0) == 0) length = std::strtoull(line.c_str() + 15, nullptr, 10);
+      if (line.rfind("connection:", 0) == 0 && line.find("close") != std::string::npos) close_after = true;
+      pos = next;
+    }
+    const std::size_t body_start = head_end + 4;
+    while (buffer_.size() < body_start + length) {
+      if (!fill()) return fail();
+    }
+    answer.assign(buffer_, body_start, length);
+    buffer_.erase(0, body_start + length);
+    if (close_after) close();
+    return status;
+  }
+
+  const Options& options_;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+// ---- workload ----------------------------------------------------------------------------
+
+constexpr std::size_t kTsDigits = 13;  // fixed-width millisecond timestamps (until the year 2286)
+constexpr std::int64_t kTsBase = 1'700'000'000'000;
+
+// An ingest body with its timestamp fields at known offsets.
+struct BodyTemplate {
+  std::string body;
+  std::vector<std::uint32_t> ts_offsets;
+};
+
+BodyTemplate make_template(const Options& o, std::size_t first_series, std::mt19937_64& rng) {
+  BodyTemplate t;
+  t.body.reserve(o.batch * 96);
+  std::uniform_real_distribution<double> value(0, 100);
+  char line[256];
+  for (std::size_t j = 0; j < o.batch; ++j) {
+    const std::size_t s = (first_series + j) % o.series;
+    const int prefix = std::snprintf(line, sizeof line, "{\"series\":\"bench.load\",\"ts\":");
+    t.ts_offsets.push_back(static_cast<std::uint32_t>(t.body.size() + static_cast<std::size_t>(prefix)));
+    std::snprintf(line + prefix, sizeof line - static_cast<std::size_t>(prefix),
+                  "%0*d,\"tags\":{\"host\":\"h%zu\",\"dc\":\"dc%zu\"},\"value\":%.3f}\n",
+                  static_cast<int>(kTsDigits), 0, s, s % 4, value(rng));
+    t.body += line;
+  }
+  return t;
+}
+
+void write_ts(char* at, std::int64_t ts) {
+  for (std::size_t i = kTsDigits; i-- > 0;) {
+    at[i] = static_cast<char>('0' + ts % 10);
+    ts /= 10;
+  }
+}
+
+// Latencies in nanoseconds per request kind, and counters; one per thread, merged at the end.
+struct Tally {
+  std::vector<std::uint64_t> ingest_ns, query_ns, stats_ns;
+  std::uint64_t points = 0, rejected_points = 0, transport_errors = 0, http_errors = 0;
+  std::uint64_t query_points = 0;
+
+  void merge(const Tally& o) {
+    ingest_ns.insert(ingest_ns.end(), o.ingest_ns.begin(), o.ingest_ns.end());
+    query_ns.insert(query_ns.end(), o.query_ns.begin(), o.query_ns.end());
+    stats_ns.insert(stats_ns.end(), o.stats_ns.begin(), o.stats_ns.end());
+    points += o.points;
+    rejected_points += o.rejected_points;
+    transport_errors += o.transport_errors;
+    http_errors += o.http_errors;
+    query_points += o.query_points;
+  }
+};
+
+std::uint64_t count_after(const std::string& body, std::string_view key) {
+  const auto at = body.find(key);
+  return at == std::string::npos ? 0 : std::strtoull(body.c_str() + at + key.size(), nullptr, 10);
+}
+
+std::string auth_header(const Options& o) {
+  return o.token.empty() ? std::string() : "Authorization: Bearer " + o.token + "\r\n";
+}
+
+void run_connection(const Options& o, unsigned index, Clock::time_point deadline, Tally& tally) {
+  std::mt19937_64 rng(0x5eed + index);
+  constexpr std::size_t kTemplates = 8;
+  std::vector<BodyTemplate> templates;
+  for (std::size_t t = 0; t < kTemplates; ++t) {
+    templates.push_back(make_template(o, (index * kTemplates + t) * o.batch, rng));
+  }
+  const std::string auth = auth_header(o);
+  HttpConnection connection(o);
+  std::uniform_real_distribution<double> coin(0, 1);
+  std::uniform_int_distribution<std::size_t> pick_series(0, o.series - 1);
+  std::string answer;
+  std::uint64_t sequence = 0;  // requests of this connection
+  char head[1024];
+
+  while (Clock::now() < deadline) {
+    // Point timestamps: unique per connection and request, 1 ms apart within a body.
+    const std::int64_t base =
+        kTsBase + static_cast<std::int64_t>((sequence * o.connections + index) * o.batch);
+    ++sequence;
+    if (o.query_fraction > 0 && coin(rng) < o.query_fraction) {
+      const std::size_t s = pick_series(rng);
+      // tags={"host":"hS","dc":"dcN"} URL-encoded; the last minute of timestamps written.
+      const int n = std::snprintf(
+          head, sizeof head,
+          "GET /api/v1/query/range?series=bench.load&tags=%%7B%%22host%%22%%3A%%22h%zu%%22%%2C"
+          "%%22dc%%22%%3A%%22dc%zu%%22%%7D&start=%" PRId64 "&end=%" PRId64 " HTTP/1.1\r\nHost: %s\r\n%s\r\n",
+          s, s % 4, base - 60'000, base, o.host.c_str(), auth.c_str());
+      const auto start = Clock::now();
+      const int status = connection.request(std::string_view(head, static_cast<std::size_t>(n)), {}, answer);
+      const auto ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count());
+      if (status < 0) {
+        ++tally.transport_errors;
+      } else if (status != 200) {
+        ++tally.http_errors;
+      } else {
+        tally.query_ns.push_back(ns);
+        tally.query_points += static_cast<std::uint64_t>(std::count(answer.begin(), answer.end(), '{'));
+      }
+      continue;
+    }
+    BodyTemplate& t = templates[sequence % kTemplates];
+    for (std::size_t j = 0; j < t.ts_offsets.size(); ++j) {
+      write_ts(t.body.data() + t.ts_offsets[j], base + static_cast<std::int64_t>(j));
+    }
+    const int n =
+        std::snprintf(head, sizeof head,
+                      "POST /api/v1/ingest HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-ndjson\r\n"
+                      "%sContent-Length: %zu\r\n\r\n",
+                      o.host.c_str(), auth.c_str(), t.body.size());
+    const auto start = Clock::now();
+    const int status =
+        connection.request(std::string_view(head, static_cast<std::size_t>(n)), t.body, answer);
+    const auto ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count());
+    if (status < 0) {
+      ++tally.transport_errors;
+    } else if (status != 200) {
+      ++tally.http_errors;
+    } else {
+      tally.ingest_ns.push_back(ns);
+      tally.points += count_after(answer, "\"ingested\":");
+      tally.rejected_points += count_after(answer, "\"rejected\":");
+    }
+  }
+}
+
+void run_stats_poller(const Options& o, Clock::time_point deadline, Tally& tally) {
+  HttpConnection connection(o);
+  const std::string head =
+      "GET /debug/alloc/stats HTTP/1.1\r\nHost: " + o.host + "\r\n" + auth_header(o) + "\r\n";
+  std::string answer;
+  auto next = Clock::now();
+  while (Clock::now() < deadline) {
+    const auto start = Clock::now();
+    const int status = connection.request(head, {}, answer);
+    const auto ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count());
+    if (status < 0) {
+      ++tally.transport_errors;
+    } else if (status != 200) {
+      ++tally.http_errors;
+    } else {
+      tally.stats_ns.push_back(ns);
+    }
+    next += std::chrono::milliseconds(o.stats_poll_ms);
+    if (next < Clock::now()) next = Clock::now();
+    std::this_thread::sleep_until(std::min(next, deadline));
+  }
+}
+
+struct Percentiles {
+  std::size_t count = 0;
+  double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;
+};
+
+Percentiles percentiles(std::vector<std::uint64_t>& ns) {
+  Percentiles p;
+  p.count = ns.size();
+  if (ns.empty()) return p;
+  std::sort(ns.begin(), ns.end());
+  const auto at = [&](double q) {
+    const auto i = static_cast<std::size_t>(q * static_cast<double>(ns.size() - 1) + 0.5);
+    return static_cast<double>(ns[std::min(i, ns.size() - 1)]) / 1e6;
+  };
+  p.p50_ms = at(0.50);
+  p.p99_ms = at(0.99);
+  p.p999_ms = at(0.999);
+  p.max_ms = static_cast<double>(ns.back()) / 1e6;
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse_options(argc, argv);
+
+  // Check that the daemon answers before starting the clock.
+  {
+    HttpConnection probe(o);
+    std::string answer;
+    const int status = probe.request(
+        "GET /status HTTP/1.1\r\nHost: " + o.host + "\r\n" + auth_header(o) + "\r\n", {}, answer);
+    if (status < 0) {
+      std::fprintf(stderr, "tsdb_load: cannot reach http://%s:%s\n", o.host.c_str(), o.port.c_str());
+      return 1;
+    }
+  }
+
+  std::vector<Tally> tallies(o.connections + 1);
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  const auto deadline =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
+  for (unsigned i = 0; i < o.connections; ++i) {
+    threads.emplace_back([&, i] { run_connection(o, i, deadline, tallies[i]); });
+  }
+  if (o.stats_poll_ms > 0)
+    threads.emplace_back([&] { run_stats_poller(o, deadline, tallies[o.connections]); });
+  for (std::thread& t : threads) t.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+
+  Tally total;
+  for (const Tally& t : tallies) total.merge(t);
+  Percentiles ingest = percentiles(total.ingest_ns);
+  Percentiles query = percentiles(total.query_ns);
+  Percentiles stats = percentiles(total.stats_ns);
+  const double points_per_s = static_cast<double>(total.points) / elapsed;
+  const double requests_per_s = static_cast<double>(ingest.count + query.count) / elapsed;
+  const std::uint64_t errors = total.transport_errors + total.http_errors + total.rejected_points;
+
+  if (o.json) {
+    const auto kind = [](const char* name, const Percentiles& p) {
+      char out[256];
+      std::snprintf(
+          out, sizeof out,
+          "\"%s\":{\"requests\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}", name,
+          p.count, p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms);
+      return std::string(out);
+    };
+    std::printf(
+        "{\"connections\":%u,\"batch\":%zu,\"series\":%zu,\"query_fraction\":%.3f,\"seconds\":%.3f,"
+        "\"points\":%" PRIu64
+        ",\"points_per_second\":%.0f,\"requests_per_second\":%.1f,%s,%s,%s,"
+        "\"query_points\":%" PRIu64 ",\"errors\":{\"transport\":%" PRIu64 ",\"http\":%" PRIu64
+        ",\"rejected_points\":%" PRIu64 "}}\n",
+        o.connections, o.batch, o.series, o.query_fraction, elapsed, total.points, points_per_s,
+        requests_per_s, kind("ingest", ingest).c_str(), kind("query", query).c_str(),
+        kind("stats", stats).c_str(), total.query_points, total.transport_errors, total.http_errors,
+        total.rejected_points);
+  } else {
+    std::printf("tsdb_load: %u connections, %zu points/request, %zu series, query fraction %.2f, %.1f s\n",
+                o.connections, o.batch, o.series, o.query_fraction, elapsed);
+    std::printf("  points/s      %.0f (%" PRIu64 " points)\n", points_per_s, total.points);
+    std::printf("  requests/s    %.1f\n", requests_per_s);
+    const auto row = [](const char* name, const Percentiles& p) {
+      if (p.count == 0) return;
+      std::printf("  %-8s %8zu requests  p50 %.3f ms  p99 %.3f ms  p999 %.3f ms  max %.3f ms\n", name,
+                  p.count, p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms);
+    };
+    row("ingest", ingest);
+    row("query", query);
+    row("stats", stats);
+    std::printf("  errors        transport %" PRIu64 ", http %" PRIu64 ", rejected points %" PRIu64 "\n",
+                total.transport_errors, total.http_errors, total.rejected_points);
+  }
+  return errors == 0 ? 0 : 1;
+}
