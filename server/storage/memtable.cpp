@@ -169,13 +169,19 @@ bool Memtable::append(SeriesId id, std::string_view key, std::span<const Point> 
   if (points.empty()) return created;
 
   lock(*s);
-  struct Unlock {
+  // Unlocks and counts what was appended, also when a chunk allocation throws.
+  std::size_t done = 0;
+  struct Finish {
     Series& s;
-    ~Unlock() { unlock(s); }
-  } unlock_on_exit{*s};
+    std::atomic<std::uint64_t>& points;
+    const std::size_t& done;
+    ~Finish() {
+      unlock(s);
+      points.fetch_add(done, std::memory_order_relaxed);
+    }
+  } finish{*s, points_, done};
 
   Chunk* c = s->tail;
-  std::size_t done = 0;
   while (done < points.size()) {
     if (c == nullptr || c->count.load(std::memory_order_relaxed) == kChunkPoints) {
       Chunk* fresh = make_chunk();
@@ -191,7 +197,6 @@ bool Memtable::append(SeriesId id, std::string_view key, std::span<const Point> 
     std::memcpy(&c->points[count], points.data() + done, take * sizeof(Point));
     c->count.store(count + static_cast<std::uint32_t>(take), std::memory_order_release);
     done += take;
-    points_.fetch_add(take, std::memory_order_relaxed);
   }
   return created;
 }

@@ -98,10 +98,12 @@ class Memtable {
   // Frees (retire = false) or retires (true) everything reachable from `table`, and it.
   void release(Table* table, bool retire) noexcept;
 
+  // table_ is read by every append and query; the counters are written by appends: apart,
+  // so that counting does not invalidate the line every lookup reads.
   alloc::SmallPoolAllocator& allocator_;
-  std::atomic<Table*> table_;
+  alignas(64) std::atomic<Table*> table_;
   std::mutex create_mutex_;  // series creation and table growth
-  std::atomic<std::uint64_t> bytes_{0};
+  alignas(64) std::atomic<std::uint64_t> bytes_{0};
   std::atomic<std::uint64_t> points_{0};
   std::atomic<std::uint64_t> series_{0};
 };
