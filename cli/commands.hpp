@@ -10,6 +10,7 @@ namespace sydra::cli {
 
 // Exit codes shared by the client commands (documented in docs/cli.md).
 inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;      // `compact`: the data directory is in use, unreadable or corrupt
 inline constexpr int kExitUsage = 2;        // bad arguments or configuration
 inline constexpr int kExitUnreachable = 3;  // the daemon could not be reached
 inline constexpr int kExitHttpError = 4;    // the daemon answered with an HTTP error
@@ -61,5 +62,14 @@ struct QueryOptions {
 // `sydradb query`: POST {url}/api/v1/query/range and prints the points as a table, CSV or
 // JSON. Exit codes as for `stats`.
 int run_query(const QueryOptions& options);
+
+struct CompactOptions {
+  std::string data_dir = "./data";  // segments are in <data_dir>/segments
+};
+
+// `sydradb compact`: merges every segment of a STOPPED daemon's data directory into one
+// (newest wins on equal timestamps) and prints what it did. kExitFailure when the directory
+// is locked by a running daemon, or is unreadable or corrupt (one line on stderr).
+int run_compact(const CompactOptions& options);
 
 }  // namespace sydra::cli

@@ -1,4 +1,5 @@
-// sydradb: one binary, subcommands `serve` (the default), `stats`, `ingest`, `query`, `version`.
+// sydradb: one binary, subcommands `serve` (the default), `stats`, `ingest`, `query`, `compact`,
+// `version`.
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -138,6 +139,11 @@ int main(int argc, char** argv) {
       "print the points as CSV (ts,value)");
   json_flag->excludes(csv_flag);
 
+  sydra::cli::CompactOptions compact_options;
+  CLI::App* compact =
+      app.add_subcommand("compact", "Merge the segments of a stopped daemon's data directory into one");
+  compact->add_option("--data-dir", compact_options.data_dir, "data directory")->capture_default_str();
+
   CLI::App* version = app.add_subcommand("version", "Print the version");
 
   // `serve` is the default command, flags included: `sydradb --port 9000` means
@@ -156,6 +162,7 @@ int main(int argc, char** argv) {
   if (*stats) return sydra::cli::run_stats(stats_options);
   if (*ingest) return sydra::cli::run_ingest(ingest_options);
   if (*query) return sydra::cli::run_query(query_options);
+  if (*compact) return sydra::cli::run_compact(compact_options);
   if (*version) {
     std::printf("sydradb %s\n", SYDRADB_VERSION);
     return 0;
