@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -363,6 +364,41 @@ TEST_SUITE("integration") {
     const json pts = all_points(c.port(), "comp");
     REQUIRE(pts.size() == 50);
     CHECK(pts[49] == json{{"ts", 49}, {"value", 24.5}});
+  }
+
+  TEST_CASE("storage: a torn WAL tail is cut with a warning; corruption before it stops start-up") {
+    TempDir data;
+    const auto opts = [&] {
+      return DaemonOptions().set({"data_dir=" + data.path(), "flush_interval_ms=3600000"});
+    };
+    {
+      Daemon d(opts());
+      REQUIRE(post(d.port(), "/api/v1/ingest", lines("t", 0, 10)).status == 200);
+      REQUIRE(post(d.port(), "/api/v1/ingest", lines("t", 10, 20)).status == 200);
+    }
+    std::string wal_file;
+    for (const auto& entry : std::filesystem::directory_iterator(data.path() + "/wal"))
+      if (entry.path().extension() == ".log" && std::filesystem::file_size(entry.path()) > 64)
+        wal_file = entry.path().string();
+    REQUIRE_FALSE(wal_file.empty());
+    const std::string intact = read_file(wal_file);
+
+    // A torn tail: half a record after the good ones.
+    write_file(wal_file, intact + intact.substr(16, 30));
+    {
+      Daemon d(opts());
+      CHECK(all_points(d.port(), "t").size() == 20);
+      CHECK(contains(d.log(), "torn tail"));
+    }
+
+    // A flipped byte inside the first of two records: refuse to start, name file and offset.
+    std::string corrupt = intact;
+    corrupt[16 + 16 + 4] = static_cast<char>(corrupt[16 + 16 + 4] ^ 0x5a);
+    write_file(wal_file, corrupt);
+    const RunResult r = run_sydradb({"serve", "--port", "0", "--set", "data_dir=" + data.path()});
+    CHECK(r.status == exited_with(1));
+    CHECK_MESSAGE(contains(r.err, wal_file.substr(wal_file.rfind('/') + 1)), r.err);
+    CHECK_MESSAGE(contains(r.err, "offset 16"), r.err);
   }
 
   TEST_CASE("storage: sydradb compact merges a stopped daemon's segments into one") {
