@@ -5,12 +5,14 @@
 #include <sys/types.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -114,6 +116,9 @@ std::string format_ingest_summary(const IngestSummary& summary) {
 
 namespace {
 
+constexpr int kMaxBusyRetries = 10;
+constexpr std::chrono::milliseconds kBusyRetryDelay{500};
+
 void print_error(const std::string& error) {
   std::cerr << "sydradb ingest: " << error << std::endl;
 }
@@ -169,15 +174,21 @@ int run_ingest(const IngestOptions& options) {
   // Sends one batch; an exit code other than kExitOk ends the run.
   const auto send = [&](const IngestBatch& batch) -> int {
     HttpResponse response;
-    try {
-      response = http_request("POST", options.url, "/api/v1/ingest", token, batch.body,
-                              "application/x-ndjson", options.timeout_seconds);
-    } catch (const Unreachable& e) {
-      print_error(std::string(e.what()) + " (while sending " + lines_text(batch) + ")");
-      return kExitUnreachable;
-    } catch (const std::invalid_argument& e) {
-      print_error(e.what());
-      return kExitUsage;
+    // 503 means the daemon stored nothing because its memtable is full: wait and send the
+    // batch again, kMaxBusyRetries times at most.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        response = http_request("POST", options.url, "/api/v1/ingest", token, batch.body,
+                                "application/x-ndjson", options.timeout_seconds);
+      } catch (const Unreachable& e) {
+        print_error(std::string(e.what()) + " (while sending " + lines_text(batch) + ")");
+        return kExitUnreachable;
+      } catch (const std::invalid_argument& e) {
+        print_error(e.what());
+        return kExitUsage;
+      }
+      if (response.status != 503 || attempt == kMaxBusyRetries) break;
+      std::this_thread::sleep_for(kBusyRetryDelay);
     }
     if (response.status != 200) {
       print_error(options.url + ": HTTP " + std::to_string(response.status) + " for " + lines_text(batch) +
