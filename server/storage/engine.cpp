@@ -318,12 +318,6 @@ struct Engine::Impl {
     if (m.append(id, key, points)) catalog.add(id, key);
   }
 
-  std::uint64_t memtable_bytes() const {
-    std::uint64_t b = active.load()->bytes();
-    if (const Memtable* f = flushing.load()) b += f->bytes();
-    return b;
-  }
-
   // Writes `m` (no writers) as one segment with flushed lsn `lsn`. Throws on I/O failure.
   std::uint64_t write_segment(const Memtable& m, Lsn lsn) {
     std::vector<std::vector<Point>> storage;
@@ -476,8 +470,6 @@ struct Engine::Impl {
     const Timestamp cutoff = now_ms() - static_cast<Timestamp>(options.retention_days) * 86'400'000;
     try {
       const std::size_t dropped = segments->drop_older_than(cutoff);
-      if (dropped > 0)
-        spdlog::info("retention: dropped {} segment(s) with every point before {}", dropped, cutoff);
       return dropped;
     } catch (const std::exception& e) {
       spdlog::error("retention failed: {}", e.what());
