@@ -52,6 +52,12 @@ struct Memtable::Table {
   }
 };
 
+Memtable::Stripe& Memtable::stripe_of_thread(Stripe* stripes) noexcept {
+  static std::atomic<unsigned> next_stripe{0};
+  thread_local const unsigned mine = next_stripe.fetch_add(1, std::memory_order_relaxed) % kStripes;
+  return stripes[mine];
+}
+
 Memtable::Memtable(alloc::SmallPoolAllocator& allocator) : allocator_(allocator) {
   table_.store(make_table(kInitialSlots), std::memory_order_release);
 }
@@ -68,7 +74,7 @@ Memtable::Table* Memtable::make_table(std::uint64_t capacity) {
   t->capacity = capacity;
   t->used = 0;
   for (std::uint64_t i = 0; i < capacity; ++i) new (&t->slots[i]) std::atomic<Series*>(nullptr);
-  bytes_.fetch_add(rounded(size), std::memory_order_relaxed);
+  stripe().bytes.fetch_add(rounded(size), std::memory_order_relaxed);
   return t;
 }
 
@@ -76,7 +82,7 @@ Memtable::Chunk* Memtable::make_chunk() {
   static_assert(sizeof(Chunk) == 256, "a chunk is the largest small size class");
   void* block = allocator_.allocate(sizeof(Chunk), alignof(Chunk));
   if (block == nullptr) throw std::bad_alloc();
-  bytes_.fetch_add(sizeof(Chunk), std::memory_order_relaxed);
+  stripe().bytes.fetch_add(sizeof(Chunk), std::memory_order_relaxed);
   return new (block) Chunk{};
 }
 
@@ -108,7 +114,7 @@ Memtable::Series* Memtable::create(SeriesId id, std::string_view key, bool& crea
   node->id = id;
   node->key_size = static_cast<std::uint32_t>(key.size());
   if (!key.empty()) std::memcpy(node->key_data(), key.data(), key.size());
-  bytes_.fetch_add(rounded(node_bytes), std::memory_order_relaxed);
+  stripe().bytes.fetch_add(rounded(node_bytes), std::memory_order_relaxed);
 
   // Keep the table at most half full: copy to twice the size, publish, retire the old one.
   // Readers that loaded the old table keep probing it (a frozen copy) until they leave.
@@ -118,7 +124,7 @@ Memtable::Series* Memtable::create(SeriesId id, std::string_view key, bool& crea
       grown = make_table(t->capacity * 2);
     } catch (...) {
       allocator_.deallocate(block, node_bytes);
-      bytes_.fetch_sub(rounded(node_bytes), std::memory_order_relaxed);
+      stripe().bytes.fetch_sub(rounded(node_bytes), std::memory_order_relaxed);
       throw;
     }
     const std::uint64_t gmask = grown->capacity - 1;
@@ -131,7 +137,7 @@ Memtable::Series* Memtable::create(SeriesId id, std::string_view key, bool& crea
     }
     grown->used = t->used;
     table_.store(grown, std::memory_order_release);
-    bytes_.fetch_sub(rounded(Table::bytes_for(t->capacity)), std::memory_order_relaxed);
+    stripe().bytes.fetch_sub(rounded(Table::bytes_for(t->capacity)), std::memory_order_relaxed);
     allocator_.retire(t);
     t = grown;
     mask = gmask;
@@ -173,13 +179,13 @@ bool Memtable::append(SeriesId id, std::string_view key, std::span<const Point> 
   std::size_t done = 0;
   struct Finish {
     Series& s;
-    std::atomic<std::uint64_t>& points;
+    std::atomic<std::int64_t>& points;
     const std::size_t& done;
     ~Finish() {
       unlock(s);
-      points.fetch_add(done, std::memory_order_relaxed);
+      points.fetch_add(static_cast<std::int64_t>(done), std::memory_order_relaxed);
     }
-  } finish{*s, points_, done};
+  } finish{*s, stripe().points, done};
 
   Chunk* c = s->tail;
   while (done < points.size()) {
@@ -267,8 +273,12 @@ void Memtable::retire_all() {
     old = table_.load(std::memory_order_relaxed);
     Table* fresh = make_table(kInitialSlots);
     table_.store(fresh, std::memory_order_release);
-    bytes_.store(rounded(Table::bytes_for(kInitialSlots)), std::memory_order_relaxed);
-    points_.store(0, std::memory_order_relaxed);
+    for (Stripe& st : stripes_) {
+      st.bytes.store(0, std::memory_order_relaxed);
+      st.points.store(0, std::memory_order_relaxed);
+    }
+    stripes_[0].bytes.store(static_cast<std::int64_t>(rounded(Table::bytes_for(kInitialSlots))),
+                            std::memory_order_relaxed);
     series_.store(0, std::memory_order_relaxed);
   }
   release(old, true);

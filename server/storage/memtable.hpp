@@ -79,8 +79,8 @@ class Memtable {
   // old table. Readers still inside keep seeing the old contents until they leave.
   void retire_all();
 
-  std::uint64_t bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
-  std::uint64_t points() const noexcept { return points_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes() const noexcept { return sum(&Stripe::bytes); }
+  std::uint64_t points() const noexcept { return sum(&Stripe::points); }
   std::uint64_t series() const noexcept { return series_.load(std::memory_order_relaxed); }
   bool empty() const noexcept { return points() == 0; }
 
@@ -98,14 +98,28 @@ class Memtable {
   // Frees (retire = false) or retires (true) everything reachable from `table`, and it.
   void release(Table* table, bool retire) noexcept;
 
-  // table_ is read by every append and query; the counters are written by appends: apart,
-  // so that counting does not invalidate the line every lookup reads.
+  // The byte and point counters are striped: a thread always adds to the same stripe, each
+  // on its own cache line, so appends on different workers do not bounce one line (nor the
+  // line of table_, which every lookup reads). Readers sum the stripes; one stripe may go
+  // negative (a thread that only frees), the sum does not.
+  static constexpr std::size_t kStripes = 8;
+  struct alignas(64) Stripe {
+    std::atomic<std::int64_t> bytes{0};
+    std::atomic<std::int64_t> points{0};
+  };
+  static Stripe& stripe_of_thread(Stripe* stripes) noexcept;
+  Stripe& stripe() noexcept { return stripe_of_thread(stripes_); }
+  std::uint64_t sum(std::atomic<std::int64_t> Stripe::*field) const noexcept {
+    std::int64_t total = 0;
+    for (const Stripe& s : stripes_) total += (s.*field).load(std::memory_order_relaxed);
+    return total < 0 ? 0 : static_cast<std::uint64_t>(total);
+  }
+
   alloc::SmallPoolAllocator& allocator_;
   alignas(64) std::atomic<Table*> table_;
   std::mutex create_mutex_;  // series creation and table growth
-  alignas(64) std::atomic<std::uint64_t> bytes_{0};
-  std::atomic<std::uint64_t> points_{0};
   std::atomic<std::uint64_t> series_{0};
+  Stripe stripes_[kStripes];
 };
 
 }  // namespace sydra::storage
