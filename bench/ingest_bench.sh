@@ -175,12 +175,17 @@ rows = [("points/s", lambda r: r["points_per_second"], "{:,.0f}"),
         ("ingest p50 ms", lambda r: r["ingest"]["p50_ms"], "{:.2f}"),
         ("ingest p99 ms", lambda r: r["ingest"]["p99_ms"], "{:.2f}"),
         ("ingest p999 ms", lambda r: r["ingest"]["p999_ms"], "{:.2f}"),
+        ("query p50 ms", lambda r: r["query"]["p50_ms"], "{:.2f}"),
+        ("query p99 ms", lambda r: r["query"]["p99_ms"], "{:.2f}"),
         ("stats p50 ms", lambda r: r["stats"]["p50_ms"], "{:.3f}"),
         ("stats p99 ms", lambda r: r["stats"]["p99_ms"], "{:.3f}"),
         ("stats max ms", lambda r: r["stats"]["max_ms"], "{:.3f}")]
 print(f"medians of {len(runs) // 2 if runs else 0} round(s)")
 print(f"{'':16}{'sharded':>14}{'system':>14}{'system/sharded':>16}")
+queries = any(r["query"]["requests"] for r in runs)
 for name, f, fmt in rows:
+    if name.startswith("query") and not queries:
+        continue
     a, b = med("sharded", f), med("system", f)
     ratio = b / a if a else float("nan")
     print(f"{name:16}{fmt.format(a):>14}{fmt.format(b):>14}{ratio:>16.2f}")
