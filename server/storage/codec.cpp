@@ -58,23 +58,22 @@ class BitWriter {
 
 class BitReader {
  public:
-  explicit BitReader(std::span<const std::byte> bytes) : data_(bytes.data()), bits_(bytes.size() * 8) {}
+  explicit BitReader(std::span<const std::byte> bytes)
+      : data_(bytes.data()), size_(bytes.size()), bits_(bytes.size() * 8) {}
 
-  // Reads `n` bits, 1 <= n <= 64.
+  // Reads `n` bits, 1 <= n <= 64: one 8-byte big-endian load, plus one byte when the bits
+  // straddle it.
   std::uint64_t get(unsigned n) {
     if (n > bits_ - pos_) throw CodecError("block ends in the middle of a point");
-    std::uint64_t result = 0;
-    while (n > 0) {
-      const std::size_t byte = pos_ >> 3;
-      const unsigned offset = static_cast<unsigned>(pos_ & 7);
-      const unsigned available = 8 - offset;
-      const unsigned take = n < available ? n : available;
-      const auto b = static_cast<unsigned>(data_[byte]);
-      const unsigned bits = (b >> (available - take)) & ((1u << take) - 1);
-      result = (result << take) | bits;
-      n -= take;
-      pos_ += take;
+    const std::size_t byte = pos_ >> 3;
+    const unsigned offset = static_cast<unsigned>(pos_ & 7);
+    const std::uint64_t window = load(byte) << offset;  // the top 64 - offset bits are ours
+    std::uint64_t result = window >> (64 - n);
+    if (n > 64 - offset) {
+      const unsigned extra = n - (64 - offset);  // 1..7 bits from the ninth byte, which exists
+      result |= static_cast<std::uint64_t>(data_[byte + 8]) >> (8 - extra);
     }
+    pos_ += n;
     return result;
   }
 
@@ -94,7 +93,19 @@ class BitReader {
   }
 
  private:
+  std::uint64_t load(std::size_t byte) const noexcept {
+    std::uint64_t w = 0;
+    if (byte + 8 <= size_) {
+      std::memcpy(&w, data_ + byte, 8);
+      return __builtin_bswap64(w);
+    }
+    for (std::size_t i = 0; i < 8; ++i)
+      w = (w << 8) | (byte + i < size_ ? static_cast<std::uint64_t>(data_[byte + i]) : 0);
+    return w;
+  }
+
   const std::byte* data_;
+  std::size_t size_;
   std::size_t bits_;
   std::size_t pos_ = 0;
 };

@@ -53,7 +53,7 @@ TEST_SUITE("unit") {
     CHECK(bytes == 16);
   }
 
-  TEST_CASE("codec: NaN payloads, infinities, signed zeros and denormals keep their bits") {
+  TEST_CASE("codec: special doubles keep their bits (NaN payloads and infinities and -0.0 and denormals)") {
     const std::vector<double> specials{
         from_bits(0x7ff8000000000000),  // quiet NaN
         from_bits(0x7ff8dead0000beef),  // quiet NaN with a payload
@@ -184,7 +184,7 @@ TEST_SUITE("unit") {
     }
   }
 
-  TEST_CASE("codec: a truncated block throws CodecError, never reads past the end") {
+  TEST_CASE("codec: a truncated block throws CodecError and never reads past the end") {
     std::mt19937_64 rng(7);
     std::vector<Point> in;
     for (int i = 0; i < 300; ++i)
@@ -199,7 +199,7 @@ TEST_SUITE("unit") {
     }
   }
 
-  TEST_CASE("codec: random bytes decode to an error or to points, never a crash") {
+  TEST_CASE("codec: random bytes decode to an error or to points and never crash") {
     std::mt19937_64 rng(99);
     for (int round = 0; round < 2000; ++round) {
       std::vector<std::byte> bytes(rng() % 64);

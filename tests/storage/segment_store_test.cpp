@@ -89,7 +89,7 @@ std::vector<std::string> names_in(const std::string& dir) {
 }
 
 TEST_SUITE("unit") {
-  TEST_CASE("segments: add, read and reopen") {
+  TEST_CASE("segments: add and read and reopen") {
     TempDir dir;
     const auto a = series_points(1000, 500'000, 1000, 1.5);  // 500 points
     const auto b = series_points(-5000, 5000, 1, 2.5);       // 10001 points, 10 blocks
@@ -119,7 +119,7 @@ TEST_SUITE("unit") {
     CHECK(st.points == a.size() + b.size());
   }
 
-  TEST_CASE("segments: range edges are inclusive, also at block boundaries") {
+  TEST_CASE("segments: range edges are inclusive also at block boundaries") {
     TempDir dir;
     auto store = SegmentStore::open(dir.path());
     const auto pts = series_points(0, 4999, 1, 0);  // blocks [0,1023], [1024,2047], ...
@@ -150,7 +150,7 @@ TEST_SUITE("unit") {
     }
   }
 
-  TEST_CASE("segments: many series in several segments; for_each_series names each once") {
+  TEST_CASE("segments: many series in several segments and for_each_series names each once") {
     TempDir dir;
     std::mt19937_64 rng(5);
     std::map<SeriesId, std::vector<Point>> expect;
@@ -188,7 +188,8 @@ TEST_SUITE("unit") {
     CHECK(seen == keys);
   }
 
-  TEST_CASE("segments: add rejects unsorted points and duplicate series; empty add moves the lsn only") {
+  TEST_CASE(
+      "segments: add rejects unsorted points and duplicate series and an empty add moves only the lsn") {
     TempDir dir;
     auto store = SegmentStore::open(dir.path());
     const std::vector<Point> unsorted{{5, 1}, {3, 1}};
@@ -210,7 +211,7 @@ TEST_SUITE("unit") {
     CHECK(SegmentStore::open(dir.path())->flushed_lsn() == 77);
   }
 
-  TEST_CASE("segments: compaction merges small segments, newest wins on equal ts") {
+  TEST_CASE("segments: compaction merges small segments and the newest wins on equal ts") {
     TempDir dir;
     auto store = SegmentStore::open(dir.path());
     add_one(*store, 1, "s", series_points(0, 100, 1, 1.0), 1);
@@ -243,7 +244,7 @@ TEST_SUITE("unit") {
     CHECK(!store->compact(4 << 20, 2, true));  // one segment: nothing to merge
   }
 
-  TEST_CASE("segments: compaction merges only adjacent small segments, keeping the age order") {
+  TEST_CASE("segments: compaction merges only adjacent small segments to keep the age order") {
     TempDir dir;
     auto store = SegmentStore::open(dir.path());
     // A big segment between small ones: merging across it would reorder who wins.
@@ -320,7 +321,7 @@ TEST_SUITE("unit") {
     CHECK_NOTHROW(SegmentStore::open(dir.path()));
   }
 
-  TEST_CASE("segments: segment files without a MANIFEST are refused, not deleted") {
+  TEST_CASE("segments: segment files without a MANIFEST are refused and not deleted") {
     TempDir dir;
     {
       auto store = SegmentStore::open(dir.path());
@@ -331,7 +332,7 @@ TEST_SUITE("unit") {
     CHECK(fs::exists(dir.sub("seg-00000000000000000001.sdb")));
   }
 
-  TEST_CASE("segments: corruption is reported naming the file, at open or at read") {
+  TEST_CASE("segments: corruption is reported naming the file at open or at read") {
     TempDir dir;
     const std::string seg = dir.sub("seg-00000000000000000001.sdb");
     {
@@ -380,7 +381,7 @@ TEST_SUITE("unit") {
 }
 
 TEST_SUITE("concurrency") {
-  TEST_CASE("segments: a reader keeps reading while another thread adds, compacts and drops") {
+  TEST_CASE("segments: a reader keeps reading while another thread adds and compacts and drops") {
     TempDir dir;
     auto store = SegmentStore::open(dir.path());
     // Segment k holds series 1 over [k*100, k*100 + 99], value = ts. Retention removes a

@@ -104,7 +104,7 @@ std::vector<std::uint64_t> write_wal(const std::string& dir, const std::vector<s
 }
 
 TEST_SUITE("unit") {
-  TEST_CASE("wal: crc32c known vector, and the SSE4.2 and Boost versions agree") {
+  TEST_CASE("wal: crc32c matches the known vector and SSE4.2 agrees with Boost") {
     const char* digits = "123456789";
     CHECK(crc32c_portable(digits, 9) == 0xE3069283u);
     CHECK(crc32c(digits, 9) == 0xE3069283u);
@@ -120,7 +120,7 @@ TEST_SUITE("unit") {
     }
   }
 
-  TEST_CASE("wal: records round-trip through append, close and replay") {
+  TEST_CASE("wal: records round-trip through append and close and replay") {
     TempDir dir;
     const std::vector<std::size_t> sizes{0, 1, 15, 16, 100, 100'000, 3};
     const auto offsets = write_wal(dir.path(), sizes);
@@ -147,7 +147,7 @@ TEST_SUITE("unit") {
     CHECK(later.result.last_lsn == 7);
   }
 
-  TEST_CASE("wal: a last record torn at every byte offset is truncated; reopen and append work") {
+  TEST_CASE("wal: a last record torn at every byte offset is truncated and the log reopens for appends") {
     TempDir src;
     const auto offsets = write_wal(src.path(), {10, 20, 30});
     const auto full = io::read_file(src.sub(wal_name(1)));
@@ -312,7 +312,7 @@ TEST_SUITE("unit") {
     CHECK_THROWS_AS(Wal::open({.dir = dir.path()}, 5), std::runtime_error);
   }
 
-  TEST_CASE("wal: a missing file in the middle is a gap, reported as corruption") {
+  TEST_CASE("wal: a missing file in the middle is a gap reported as corruption") {
     TempDir dir;
     {
       auto wal = Wal::open({.dir = dir.path(), .sync = SyncMode::none, .max_file_bytes = 200}, 1);
@@ -361,7 +361,7 @@ TEST_SUITE("unit") {
 }
 
 TEST_SUITE("concurrency") {
-  TEST_CASE("wal: group commit - 8 threads append and wait, fewer fsyncs than records") {
+  TEST_CASE("wal: group commit with 8 threads appending and waiting needs fewer fsyncs than records") {
     TempDir dir;
     constexpr int kThreads = 8;
     constexpr int kPerThread = 150;
