@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds and runs every test:
-#   release  everything (unit, concurrency, stress, smoke, integration)
+#   release  everything (unit, concurrency, stress, smoke, integration, preload), then
+#            the same suite again with libsydralloc.so as every process's malloc
+#            (LD_PRELOAD), then the Debian package: built, unpacked, its unit verified, its
+#            binary started the way systemd would
 #   asan     everything, under AddressSanitizer + UndefinedBehaviorSanitizer, with the
 #            allocator's debug checks (double free, wrong owner, poisoning) on
 #   tsan     the concurrency, stress and integration tests under ThreadSanitizer
-#   fuzz     the HTTP request fuzzer for a bounded time (clang, libFuzzer)
+#   fuzz     the HTTP request, NDJSON ingest and WAL reader fuzzers for a bounded time
+#            (clang, libFuzzer)
 # Usage: bash tests/run_all.sh            (after deploy/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +31,14 @@ run_preset() {
 }
 
 run_preset release ""
+echo "=== release: the suite under LD_PRELOAD=libsydralloc.so"
+start=$SECONDS
+bash tests/preload/run_suite_preloaded.sh build/release --parallel "${jobs}"
+echo "=== release under LD_PRELOAD: done in $((SECONDS - start)) s"
+echo "=== release: the Debian package"
+start=$SECONDS
+bash deploy/test_package.sh build/release
+echo "=== package: done in $((SECONDS - start)) s"
 run_preset asan ""
-run_preset tsan "alloc_tests integration_tests sydradb" -L 'concurrency|stress|integration'
-run_preset fuzz "fuzz_http_request" -L fuzz
+run_preset tsan "alloc_tests storage_tests integration_tests sydradb" -L 'concurrency|stress|integration'
+run_preset fuzz "fuzz_http_request fuzz_ingest_parser fuzz_wal_reader" -L fuzz
