@@ -323,10 +323,10 @@ struct Engine::Impl {
     std::vector<std::vector<Point>> storage;
     std::vector<std::string> keys;
     std::vector<SeriesId> ids;
-    m.for_each_sorted([&](SeriesId id, std::string_view key, std::span<const Point> points) {
+    m.for_each_sorted([&](SeriesId id, std::string_view key, std::vector<Point>& points) {
       ids.push_back(id);
       keys.emplace_back(key);
-      storage.emplace_back(points.begin(), points.end());
+      storage.push_back(std::move(points));
     });
     std::vector<SeriesPoints> series;
     series.reserve(ids.size());

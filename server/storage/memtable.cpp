@@ -231,7 +231,7 @@ void Memtable::for_each_series(const std::function<void(SeriesId, std::string_vi
 }
 
 void Memtable::for_each_sorted(
-    const std::function<void(SeriesId, std::string_view, std::span<const Point>)>& fn) const {
+    const std::function<void(SeriesId, std::string_view, std::vector<Point>&)>& fn) const {
   const Table* t = table_.load(std::memory_order_acquire);
   std::vector<Point> points;
   for (std::uint64_t i = 0; i < t->capacity; ++i) {

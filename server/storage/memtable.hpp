@@ -72,9 +72,9 @@ class Memtable {
 
   // ---- flush: no writers -------------------------------------------------------------------
   // Calls fn(id, key, points) for every series, points sorted by ts with equal timestamps
-  // resolved to the last appended one. `points` is valid during the call only.
-  void for_each_sorted(
-      const std::function<void(SeriesId, std::string_view, std::span<const Point>)>& fn) const;
+  // resolved to the last appended one. fn may move the vector's contents away (the flush
+  // keeps them without a copy); `key` is valid during the call only.
+  void for_each_sorted(const std::function<void(SeriesId, std::string_view, std::vector<Point>&)>& fn) const;
   // Empties the generation: publishes a fresh table and retires every node, chunk and the
   // old table. Readers still inside keep seeing the old contents until they leave.
   void retire_all();
