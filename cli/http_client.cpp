@@ -16,8 +16,11 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
 
 #include "cli/url.hpp"
 
@@ -232,6 +235,18 @@ HttpResponse http_request(const std::string& method, const std::string& url, con
   out.content_type.assign(type.data(), type.size());
   out.body = std::move(response.body());
   return out;
+}
+
+std::optional<std::string> client_token(std::string_view command, const std::string& token_flag,
+                                        double timeout_seconds) {
+  if (!(timeout_seconds > 0) || !std::isfinite(timeout_seconds)) {
+    std::cerr << "sydradb " << command << ": --timeout must be a positive number of seconds" << std::endl;
+    return std::nullopt;
+  }
+  if (!token_flag.empty()) return token_flag;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): the CLI reads the environment from one thread
+  if (const char* env = std::getenv("SYDRADB_TOKEN")) return std::string(env);
+  return std::string();
 }
 
 }  // namespace sydra::cli

@@ -146,15 +146,9 @@ struct FileCloser {
 }  // namespace
 
 int run_ingest(const IngestOptions& options) {
-  std::string token = options.token;
-  if (token.empty()) {
-    // NOLINTNEXTLINE(concurrency-mt-unsafe): the CLI reads the environment from one thread
-    if (const char* env = std::getenv("SYDRADB_TOKEN")) token = env;
-  }
-  if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
-    print_error("--timeout must be a positive number of seconds");
-    return kExitUsage;
-  }
+  const std::optional<std::string> resolved = client_token("ingest", options.token, options.timeout_seconds);
+  if (!resolved) return kExitUsage;
+  const std::string& token = *resolved;
   if (options.batch_lines == 0 || options.batch_bytes == 0) {
     print_error("--batch-lines and --batch-bytes must be positive");
     return kExitUsage;

@@ -205,15 +205,9 @@ std::string format_points(const std::vector<QueryPoint>& points, QueryFormat for
 }
 
 int run_query(const QueryOptions& options) {
-  std::string token = options.token;
-  if (token.empty()) {
-    // NOLINTNEXTLINE(concurrency-mt-unsafe): the CLI reads the environment from one thread
-    if (const char* env = std::getenv("SYDRADB_TOKEN")) token = env;
-  }
-  if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
-    print_error("--timeout must be a positive number of seconds");
-    return kExitUsage;
-  }
+  const std::optional<std::string> resolved = client_token("query", options.token, options.timeout_seconds);
+  if (!resolved) return kExitUsage;
+  const std::string& token = *resolved;
   const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();

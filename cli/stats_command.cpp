@@ -373,15 +373,9 @@ std::string format_stats(const nlohmann::json& doc, const std::string& url) {
 }
 
 int run_stats(const StatsOptions& options) {
-  std::string token = options.token;
-  if (token.empty()) {
-    // NOLINTNEXTLINE(concurrency-mt-unsafe): the CLI reads the environment from one thread
-    if (const char* env = std::getenv("SYDRADB_TOKEN")) token = env;
-  }
-  if (!(options.timeout_seconds > 0) || !std::isfinite(options.timeout_seconds)) {
-    print_error("--timeout must be a positive number of seconds");
-    return kExitUsage;
-  }
+  const std::optional<std::string> resolved = client_token("stats", options.token, options.timeout_seconds);
+  if (!resolved) return kExitUsage;
+  const std::string& token = *resolved;
   if (options.watch_seconds < 0 || !std::isfinite(options.watch_seconds)) {
     print_error("--watch must be a positive number of seconds");
     return kExitUsage;
