@@ -19,27 +19,15 @@
 #include "server/storage/ingest_parser.hpp"
 #include "server/storage/series_key.hpp"
 #include "support/alloc_test_support.hpp"
+#include "support/temp_dir.hpp"
 
 namespace sydra::storage {
 namespace {
 
 using alloc::SmallPoolAllocator;
 
-class EngineDir {
- public:
-  EngineDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sydra-engine-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~EngineDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+struct EngineDir : test::TempDir {
+  EngineDir() : test::TempDir("sydra-engine") {}
 };
 
 EngineOptions quiet_options(const std::string& dir) {

@@ -18,28 +18,15 @@
 
 #include "server/storage/file_io.hpp"
 #include "server/storage/segment_file.hpp"
+#include "support/temp_dir.hpp"
 
 namespace sydra::storage {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sydra-seg-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("sydra-seg-test") {}
 };
 
 std::vector<Point> series_points(Timestamp from, Timestamp to, Timestamp step, double value) {

@@ -19,28 +19,15 @@
 
 #include "server/storage/crc32c.hpp"
 #include "server/storage/file_io.hpp"
+#include "support/temp_dir.hpp"
 
 namespace sydra::storage {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "sydra-wal-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("sydra-wal-test") {}
 };
 
 std::vector<std::byte> bytes_of(const std::string& s) {
