@@ -293,6 +293,11 @@ struct Engine::Impl {
   std::unique_ptr<Memtable> gens[2];
   std::atomic<Memtable*> active{nullptr};
   std::atomic<Memtable*> flushing{nullptr};
+  // Generation swaps so far. A flushed generation is reset and becomes the next spare, so a
+  // reader that held its pointer across two swaps could read it reused as the new active
+  // one and miss the points in between: query_range reads again when a swap happened
+  // during its read (swaps are rare: one per flush).
+  std::atomic<std::uint64_t> swaps{0};
   Memtable* spare = nullptr;  // under flush_mutex
   Lsn flushing_lsn = 0;       // under flush_mutex: every record <= it is in `flushing`
   Lsn recovered_lsn = 0;      // the highest lsn recovered at open
@@ -351,6 +356,7 @@ struct Engine::Impl {
         std::unique_lock<std::shared_mutex> lock(gen_mutex);
         flushing.store(current);
         active.store(spare);
+        swaps.fetch_add(1);
         flushing_lsn = std::max(wal->last_lsn(), recovered_lsn);
       }
       spare = nullptr;
@@ -596,14 +602,21 @@ QueryStatus Engine::query_range(const RangeQuery& q, std::vector<Point>& out) co
   out.clear();
   if (q.start > q.end) return QueryStatus::ok;
   std::vector<Point> active_points, flushing_points;
-  {
-    // Active first, then flushing, then the segments: see the essay in engine.hpp.
-    alloc::SmallPoolAllocator::EpochGuard guard(s.allocator);
-    s.active.load()->read(q.id, q.start, q.end, active_points);
-    if (const Memtable* f = s.flushing.load()) f->read(q.id, q.start, q.end, flushing_points);
-  }
   std::vector<Point> merged;
-  s.segments->read(q.id, q.start, q.end, merged);
+  for (;;) {
+    active_points.clear();
+    flushing_points.clear();
+    merged.clear();
+    const std::uint64_t swaps_before = s.swaps.load();
+    {
+      // Active first, then flushing, then the segments: see the essay in engine.hpp.
+      alloc::SmallPoolAllocator::EpochGuard guard(s.allocator);
+      s.active.load()->read(q.id, q.start, q.end, active_points);
+      if (const Memtable* f = s.flushing.load()) f->read(q.id, q.start, q.end, flushing_points);
+    }
+    s.segments->read(q.id, q.start, q.end, merged);
+    if (s.swaps.load() == swaps_before) break;  // no generation was recycled under us
+  }
   merged.insert(merged.end(), flushing_points.begin(), flushing_points.end());
   merged.insert(merged.end(), active_points.begin(), active_points.end());
   sort_last_wins(merged);

@@ -210,13 +210,18 @@ bool Memtable::append(SeriesId id, std::string_view key, std::span<const Point> 
 void Memtable::read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out) const {
   const Series* s = find(id);
   if (s == nullptr) return;
-  for (const Chunk* c = s->head.load(std::memory_order_acquire); c != nullptr;
-       c = c->next.load(std::memory_order_acquire)) {
+  // `next` before `count`: the writer fills a chunk (count = kChunkPoints, release) before it
+  // links the next one, so a chunk seen with a successor is read whole. Loading count first
+  // could read it short, then follow a link made since, and return a prefix with a hole.
+  const Chunk* c = s->head.load(std::memory_order_acquire);
+  while (c != nullptr) {
+    const Chunk* next = c->next.load(std::memory_order_acquire);
     const std::uint32_t count = c->count.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < count; ++i) {
       const Point p = c->points[i];
       if (p.ts >= start && p.ts <= end) out.push_back(p);
     }
+    c = next;
   }
 }
 

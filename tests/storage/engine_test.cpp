@@ -426,7 +426,7 @@ TEST_SUITE("concurrency") {
     constexpr int kWriters = 3;
     const int batches = alloc::test::kSlowBuild ? 40 : 150;
     std::atomic<bool> done{false};
-    std::atomic<int> failures{0};
+    std::atomic<int> ingest_failures{0}, value_failures{0}, order_failures{0}, gap_failures{0};
     std::atomic<std::uint64_t> queries{0};
 
     std::vector<std::thread> threads;
@@ -435,7 +435,7 @@ TEST_SUITE("concurrency") {
         const std::string name = name_of(w);
         for (int b = 0; b < batches; ++b)
           if (ingest(*e, series_lines(name, b * 50, (b + 1) * 50, w + 1.0)).status != IngestStatus::ok)
-            failures.fetch_add(1);
+            ingest_failures.fetch_add(1);
       });
     }
     std::thread maintenance([&] {
@@ -452,12 +452,12 @@ TEST_SUITE("concurrency") {
           for (int w = 0; w < kWriters; ++w) {
             auto pts = query(*e, id_of(name_of(w)));
             for (std::size_t i = 0; i < pts.size(); ++i) {
-              if (pts[i].value != static_cast<double>(pts[i].ts) * (w + 1.0)) failures.fetch_add(1);
-              if (i > 0 && pts[i].ts <= pts[i - 1].ts) failures.fetch_add(1);
+              if (pts[i].value != static_cast<double>(pts[i].ts) * (w + 1.0)) value_failures.fetch_add(1);
+              if (i > 0 && pts[i].ts <= pts[i - 1].ts) order_failures.fetch_add(1);
             }
             // Writers append in ts order, and a query sees a prefix: no gaps.
             if (!pts.empty() && pts.back().ts + 1 != static_cast<Timestamp>(pts.size()))
-              failures.fetch_add(1);
+              gap_failures.fetch_add(1);
           }
           if (r == 0) (void)e->find(std::vector<std::pair<std::string, std::string>>{}, false);
           queries.fetch_add(1);
@@ -468,7 +468,10 @@ TEST_SUITE("concurrency") {
     done.store(true);
     for (auto& t : readers) t.join();
     maintenance.join();
-    CHECK(failures.load() == 0);
+    CHECK(ingest_failures.load() == 0);
+    CHECK(value_failures.load() == 0);
+    CHECK(order_failures.load() == 0);
+    CHECK(gap_failures.load() == 0);
     CHECK(queries.load() > 0);
     CHECK(e->stats().flushes > 0);
     for (int w = 0; w < kWriters; ++w)
