@@ -125,6 +125,39 @@ bool EpochDomain::try_advance() noexcept {
   return false;
 }
 
+bool EpochDomain::try_advance_bounded(std::size_t budget) noexcept {
+  if (scan_busy_.exchange(true, std::memory_order_acquire)) return false;  // another thread scans
+  std::uint64_t e = current();
+  if (scan_epoch_ != e) {
+    // A new scan: every record must be seen to have observed e (or to be inactive).
+    // Records pushed at the head after this point are not read: a thread whose record is
+    // that new publishes an epoch it reads after now, which is at least e — or it is a
+    // late publisher of an older epoch, which the full scan cannot see either (see the
+    // essay at the top of epoch.hpp: its later loads see every unlink made before this
+    // scan began).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    scan_epoch_ = e;
+    scan_next_ = head_.load(std::memory_order_acquire);
+  }
+  Record* r = scan_next_;
+  for (; r != nullptr && budget > 0; --budget) {
+    const std::uint64_t s = r->state.load(std::memory_order_seq_cst);
+    if ((s & 1u) != 0 && (s >> 1) < e) break;  // still behind: read it again next time
+    r = r->next.load(std::memory_order_acquire);
+  }
+  scan_next_ = r;
+  bool moved = false;
+  if (r == nullptr) {
+    scan_epoch_ = 0;  // the next call starts a new scan
+    if (global_.compare_exchange_strong(e, e + 1, std::memory_order_seq_cst)) {
+      advances_.fetch_add(1, std::memory_order_relaxed);
+      moved = true;
+    }
+  }
+  scan_busy_.store(false, std::memory_order_release);
+  return moved;
+}
+
 std::uint64_t EpochDomain::records_claimed() const noexcept {
   std::uint64_t n = 0;
   for (Record* r = head_.load(std::memory_order_acquire); r != nullptr;

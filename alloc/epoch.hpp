@@ -34,6 +34,12 @@
 //     with a CAS) after their thread exits, never freed while the domain lives.
 //   - DeferredQueue: any thread pushes (lock-free Treiber push); only its owner takes,
 //     all at once (exchange), so there is no ABA.
+//
+// Where the epoch is advanced and read
+//   The maintenance tick (the daemon's, or a test's advance_epoch() + collect_garbage())
+//   reads every record. An application thread's refill only ever does bounded work:
+//   try_advance_bounded() reads a few records per call, and cheap_safe_epoch() is one
+//   load. Both rules are written next to their functions.
 #pragma once
 
 #include <atomic>
@@ -47,7 +53,8 @@ namespace sydra::alloc {
 
 class EpochDomain {
  public:
-  struct Record {
+  // One cache line each: a reader's enter/leave stores must not slow down its neighbours.
+  struct alignas(64) Record {
     std::atomic<std::uint64_t> state{0};  // (observed_epoch << 1) | active
     std::atomic<Record*> next{nullptr};   // registry list, append-only
     std::atomic<bool> claimed{false};
@@ -76,8 +83,21 @@ class EpochDomain {
   // With shard != kAllShards, only records of threads bound to that shard count.
   static constexpr std::uint32_t kAllShards = ~0u;
   std::uint64_t min_observed(std::uint32_t shard = kAllShards) const noexcept;
-  // Advances the global epoch if every active record has observed it. Returns whether it moved.
+  // Advances the global epoch if every active record has observed it. Returns whether it
+  // moved. Reads every record: for the maintenance tick, not for an application's call.
   bool try_advance() noexcept;
+  // The same decision taken over several calls, reading at most `budget` records per call
+  // (a scan cursor kept between calls; one caller at a time, others return false at once).
+  // Bounded work for paths an application thread runs (a refill) when nothing else
+  // advances the epoch (libsydralloc.so has no maintenance thread).
+  bool try_advance_bounded(std::size_t budget) noexcept;
+  // A deferred node tagged `tag` may be reclaimed when tag < safe_epoch(). Two rules give a
+  // safe bound: the smallest epoch observed by an active reader (min_observed(): reads
+  // every record), or current() - 1 (one atomic load: after two advances every reader
+  // that could hold the block has left, since an advance needs every active reader to
+  // have observed the current epoch — the crossbeam rule). Either is safe; the second
+  // waits one advance longer.
+  std::uint64_t cheap_safe_epoch() const noexcept { return current() - 1; }
 
   std::uint64_t advances() const noexcept { return advances_.load(std::memory_order_relaxed); }
   std::uint64_t records_claimed() const noexcept;
@@ -88,22 +108,45 @@ class EpochDomain {
 
   std::atomic<std::uint64_t> global_{1};
   std::atomic<std::uint64_t> advances_{0};
+  // try_advance_bounded's scan: the epoch it tries to move past and the next record to
+  // read; guarded by scan_busy_ (a try-lock: a second caller skips instead of waiting).
+  std::atomic<bool> scan_busy_{false};
+  std::uint64_t scan_epoch_ = 0;
+  Record* scan_next_ = nullptr;
+
+ public:
+  // After fork(): the thread that held the scan may not exist in the child.
+  void reset_scan_after_fork() noexcept {
+    scan_epoch_ = 0;
+    scan_next_ = nullptr;
+    scan_busy_.store(false, std::memory_order_relaxed);
+  }
+
+ private:
   std::atomic<Record*> head_{nullptr};
   // Records are carved from pages of our own (never malloc); chunks are chained for unmapping.
   struct Chunk;
   std::atomic<Chunk*> chunks_{nullptr};
 };
 
-// A node of a deferred queue. Two kinds share one queue, told apart by the low bit of
-// `tagged_epoch` ((epoch << 1) | external):
-//   - in-block nodes: the freed block itself (blocks are at least 16 bytes). Used for
-//     cross-shard frees: the caller gave the block up, so writing into it is allowed.
-//   - external nodes (RetireNode): used by retire(). A retired block may still be read by
+// A node of a deferred queue. Three kinds share one queue, told apart by the low two bits
+// of `tagged_epoch` ((epoch << 2) | kind):
+//   - kBlockNode: the freed block itself (blocks are at least 16 bytes). Used only for a
+//     cross-shard free by a thread that has no cache any more (it is exiting): the caller
+//     gave the block up, so writing into it is allowed.
+//   - kRetireNode (RetireNode): used by retire(). A retired block may still be read by
 //     threads inside read sections, so nothing may be written into it until it is
 //     reclaimed; the node lives outside the block and points at it.
+//   - kMagazineNode: a Magazine (magazine.hpp) of blocks of one class, all freed by threads
+//     of other shards: the cross-shard free, batched. Outside block memory too.
+enum class NodeKind : std::uint8_t { kBlockNode = 0, kRetireNode = 1, kMagazineNode = 2 };
+
 struct DeferredNode {
   DeferredNode* next;
   std::uint64_t tagged_epoch;
+
+  NodeKind kind() const noexcept { return static_cast<NodeKind>(tagged_epoch & 3u); }
+  std::uint64_t epoch() const noexcept { return tagged_epoch >> 2; }
 };
 static_assert(sizeof(DeferredNode) == 16);
 
@@ -111,30 +154,26 @@ struct RetireNode : DeferredNode {
   void* block;
 };
 
-// Multi-producer, single-consumer stack of deferred blocks.
+// Multi-producer, single-consumer stack of deferred nodes.
 class DeferredQueue {
  public:
-  // Any thread, no lock. An in-block node must be unpoisoned for its first 16 bytes.
-  void push(DeferredNode* node, std::uint64_t epoch, bool external) noexcept {
-    node->tagged_epoch = (epoch << 1) | (external ? 1u : 0u);
+  // Any thread, no lock. A kBlockNode must be unpoisoned for its first 16 bytes.
+  void push(DeferredNode* node, std::uint64_t epoch, NodeKind kind) noexcept {
+    node->tagged_epoch = (epoch << 2) | static_cast<std::uint64_t>(kind);
     DeferredNode* head = head_.load(std::memory_order_relaxed);
     do {
       node->next = head;
     } while (!head_.compare_exchange_weak(head, node, std::memory_order_release, std::memory_order_relaxed));
-    enqueued_.fetch_add(1, std::memory_order_relaxed);
   }
   void push_block(void* block, std::uint64_t epoch) noexcept {
-    push(static_cast<DeferredNode*>(block), epoch, false);
+    push(static_cast<DeferredNode*>(block), epoch, NodeKind::kBlockNode);
   }
   // The owner: takes every node pushed so far.
   DeferredNode* take_all() noexcept { return head_.exchange(nullptr, std::memory_order_acquire); }
   bool maybe_nonempty() const noexcept { return head_.load(std::memory_order_relaxed) != nullptr; }
 
-  std::uint64_t enqueued() const noexcept { return enqueued_.load(std::memory_order_relaxed); }
-
  private:
   std::atomic<DeferredNode*> head_{nullptr};
-  std::atomic<std::uint64_t> enqueued_{0};
 };
 
 // The owner's side of a deferred queue (used under the owner's lock): nodes taken off the
@@ -158,10 +197,10 @@ class DeferredBacklog {
     batch.head = queue.take_all();
     for (DeferredNode* node = batch.head; node != nullptr;) {
       track::unpoison(node, sizeof(DeferredNode));
-      const std::uint64_t tag = node->tagged_epoch >> 1;
+      const std::uint64_t tag = node->epoch();
       if (tag > batch.epoch) batch.epoch = tag;
       DeferredNode* next = node->next;
-      if ((node->tagged_epoch & 1u) == 0) track::poison(node, sizeof(DeferredNode));
+      if (node->kind() == NodeKind::kBlockNode) track::poison(node, sizeof(DeferredNode));
       batch.tail = node;
       node = next;
     }
@@ -175,9 +214,9 @@ class DeferredBacklog {
       // Readers have held reclamation back for a long time: fold into the newest batch.
       Batch& newest = batches_[(first_ + size_ - 1) % kMaxBatches];
       track::unpoison(batch.tail, sizeof(DeferredNode));
-      const bool external = (batch.tail->tagged_epoch & 1u) != 0;
+      const bool in_block = batch.tail->kind() == NodeKind::kBlockNode;
       batch.tail->next = newest.head;
-      if (!external) track::poison(batch.tail, sizeof(DeferredNode));
+      if (in_block) track::poison(batch.tail, sizeof(DeferredNode));
       newest.head = batch.head;
       if (batch.epoch > newest.epoch) newest.epoch = batch.epoch;
       return;
@@ -190,39 +229,45 @@ class DeferredBacklog {
   void take(DeferredQueue& queue) noexcept { append(prepare(queue)); }
 
   bool empty() const noexcept { return size_ == 0; }
+  // Whether the oldest batch may be reclaimed at `safe_epoch`.
+  bool ready(std::uint64_t safe_epoch) const noexcept {
+    return size_ > 0 && batches_[first_].epoch < safe_epoch;
+  }
 
   // Reclaims nodes of batches stamped before `safe_epoch`, oldest first, at most `budget`
-  // of them. reclaim(block, retired) gets each block — `retired` for blocks that came
-  // through retire() and are still unpoisoned — and the external nodes it is done with are
-  // linked onto `spent_nodes` for the caller to recycle. Returns how many it reclaimed.
+  // nodes. reclaim(node, kind) gets each node — for a kRetireNode the retired block
+  // instead (still unpoisoned), whose node is then linked onto `spent_nodes` for the
+  // caller to recycle — and returns how many blocks it gave back. Returns the sum.
   template <class Reclaim>
   std::size_t reclaim(std::uint64_t safe_epoch, std::size_t budget, RetireNode*& spent_nodes,
-                      Reclaim&& reclaim_block) noexcept {
-    std::size_t reclaimed = 0;
-    while (size_ > 0 && reclaimed < budget) {
+                      Reclaim&& reclaim_node) noexcept {
+    std::size_t blocks = 0;
+    std::size_t nodes = 0;
+    while (size_ > 0 && nodes < budget) {
       Batch& batch = batches_[first_];
       if (batch.epoch >= safe_epoch) break;  // later batches were taken later: wait for this one first
-      while (batch.head != nullptr && reclaimed < budget) {
+      while (batch.head != nullptr && nodes < budget) {
         DeferredNode* node = batch.head;
         track::unpoison(node, sizeof(DeferredNode));
         batch.head = node->next;
-        if ((node->tagged_epoch & 1u) != 0) {
+        const NodeKind kind = node->kind();
+        if (kind == NodeKind::kRetireNode) {
           auto* retired = static_cast<RetireNode*>(node);
-          reclaim_block(retired->block, true);
+          blocks += reclaim_node(retired->block, kind);
           retired->next = spent_nodes;
           spent_nodes = retired;
         } else {
-          track::poison(node, sizeof(DeferredNode));
-          reclaim_block(static_cast<void*>(node), false);
+          if (kind == NodeKind::kBlockNode) track::poison(node, sizeof(DeferredNode));
+          blocks += reclaim_node(static_cast<void*>(node), kind);
         }
-        ++reclaimed;
+        ++nodes;
       }
       if (batch.head == nullptr) {
         first_ = (first_ + 1) % kMaxBatches;
         --size_;
       }
     }
-    return reclaimed;
+    return blocks;
   }
 
  private:

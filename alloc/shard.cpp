@@ -25,6 +25,8 @@ ThreadCounters ThreadCounters::read() const noexcept {
   return out;
 }
 
+// ---- SlabPool ---------------------------------------------------------------------------
+
 SlabPool::~SlabPool() {
   // The owner is being destroyed with its allocator: slabs go back to the space unchecked.
   for (auto& pool : classes_) {
@@ -72,6 +74,7 @@ SlabMeta* SlabPool::new_slab(std::uint32_t cls) noexcept {
     slab = space_.acquire(owner_, cls);
     if (slab == nullptr) return nullptr;
   }
+  ++slabs_acquired_;
   ClassPool& pool = classes_[cls];
   ++pool.slabs;
   pool.free_blocks += slab->capacity;
@@ -79,34 +82,31 @@ SlabMeta* SlabPool::new_slab(std::uint32_t cls) noexcept {
   return slab;
 }
 
-std::uint32_t SlabPool::take(std::uint32_t cls, std::uint32_t n, void** head) noexcept {
+std::uint32_t SlabPool::take(std::uint32_t cls, std::uint32_t n, void** out) noexcept {
   ClassPool& pool = classes_[cls];
   const std::uint32_t size = class_to_size(cls);
-  void* chain = nullptr;
   std::uint32_t got = 0;
   while (got < n) {
     SlabMeta* slab = pool.partial;
     if (slab == nullptr && (slab = new_slab(cls)) == nullptr) break;
-    std::uint32_t before = got;
+    const std::uint32_t before = got;
     while (got < n && slab->free_list != nullptr) {
       void* block = slab->free_list;
       slab->free_list = track::read_link(block);
       --slab->free_count;
-      track::write_link(block, chain);
-      chain = block;
-      ++got;
+      out[got++] = block;
     }
     if (got < n && slab->carved < slab->capacity) {
-      char* start = space_.slab_start(*slab);
-      while (got < n && slab->carved < slab->capacity) {
-        void* block = start + static_cast<std::size_t>(slab->carved++) * size;
+      char* next = space_.slab_start(*slab) + static_cast<std::size_t>(slab->carved) * size;
+      std::uint32_t carve = slab->capacity - slab->carved;
+      if (carve > n - got) carve = n - got;
+      slab->carved += carve;
+      for (std::uint32_t i = 0; i < carve; ++i, next += size) {
 #if SYDRA_ALLOC_DEBUG
-        track::unpoison(block, size);
-        track::on_free(block, size);  // carved blocks are filled like freed ones
+        track::unpoison(next, size);
+        track::on_free(next, size);  // carved blocks are filled like freed ones
 #endif
-        track::write_link(block, chain);
-        chain = block;
-        ++got;
+        out[got++] = next;
       }
     }
     slab->in_use += got - before;
@@ -115,7 +115,6 @@ std::uint32_t SlabPool::take(std::uint32_t cls, std::uint32_t n, void** head) no
   pool.free_blocks -= got;
   pool.blocks_out += got;
   if (pool.blocks_out > pool.high_water) pool.high_water = pool.blocks_out;
-  *head = chain;
   return got;
 }
 
@@ -155,28 +154,16 @@ void SlabPool::put(void* block, SlabMeta& slab) noexcept {
   }
 }
 
-void SlabPool::put_chain(void* head, std::uint32_t cls) noexcept {
+void SlabPool::put_array(void* const* blocks, std::uint32_t n, std::uint32_t cls) noexcept {
   (void)cls;
-  while (head != nullptr) {
-    void* next = track::read_link(head);
-    SlabMeta& slab = space_.meta_of(head);
-    SYDRA_ASSERT(slab.cls == cls, "block %p of class %u flushed as class %u", head, slab.cls, cls);
-    put(head, slab);
-    head = next;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    SlabMeta& slab = space_.meta_of(blocks[i]);
+    SYDRA_ASSERT(slab.cls == cls, "block %p of class %u put back as class %u", blocks[i], slab.cls, cls);
+    put(blocks[i], slab);
   }
 }
 
-std::uint32_t SlabPool::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept {
-  if (now_ns - trim_window_start_ns_ < interval_ns) return 0;
-  trim_window_start_ns_ = now_ns;
-  for (std::uint32_t cls = 0; cls < kNumClasses; ++cls) {
-    ClassPool& pool = classes_[cls];
-    for (std::uint32_t unused = pool.transfer_low_water; unused > 0 && pool.transfer != nullptr; --unused)
-      put_chain(pop_batch(cls), cls);
-    pool.transfer_low_water = pool.transfer_batches;
-    std::uint32_t count;
-    if (void* loose = take_loose(cls, &count)) put_chain(loose, cls);
-  }
+std::uint32_t SlabPool::trim_empty_slabs() noexcept {
   std::uint32_t released = 0;
   while (released < empty_low_water_ && empty_ != nullptr) {
     SlabMeta* slab = empty_;
@@ -187,45 +174,6 @@ std::uint32_t SlabPool::trim(std::uint64_t now_ns, std::uint64_t interval_ns) no
   }
   empty_low_water_ = empty_count_;
   return released;
-}
-
-bool SlabPool::push_batch(std::uint32_t cls, void* chain) noexcept {
-  ClassPool& pool = classes_[cls];
-  if (pool.transfer_batches >= kTransferBatches) return false;
-  track::write_batch_link(chain, pool.transfer);
-  pool.transfer = chain;
-  ++pool.transfer_batches;
-  return true;
-}
-
-void* SlabPool::pop_batch(std::uint32_t cls) noexcept {
-  ClassPool& pool = classes_[cls];
-  void* chain = pool.transfer;
-  if (chain == nullptr) return nullptr;
-  pool.transfer = track::read_batch_link(chain);
-  --pool.transfer_batches;
-  if (pool.transfer_batches < pool.transfer_low_water) pool.transfer_low_water = pool.transfer_batches;
-  return chain;
-}
-
-void SlabPool::push_loose(std::uint32_t cls, void* block) noexcept {
-  ClassPool& pool = classes_[cls];
-  track::write_link(block, pool.loose);
-  pool.loose = block;
-  if (++pool.loose_count == class_batch(cls)) {
-    if (!push_batch(cls, pool.loose)) put_chain(pool.loose, cls);
-    pool.loose = nullptr;
-    pool.loose_count = 0;
-  }
-}
-
-void* SlabPool::take_loose(std::uint32_t cls, std::uint32_t* count) noexcept {
-  ClassPool& pool = classes_[cls];
-  void* chain = pool.loose;
-  *count = pool.loose_count;
-  pool.loose = nullptr;
-  pool.loose_count = 0;
-  return chain;
 }
 
 bool SlabPool::is_valid() const noexcept {
@@ -247,28 +195,171 @@ bool SlabPool::is_valid() const noexcept {
   return empties == empty_count_;
 }
 
-std::size_t Shard::collect(EpochDomain& epochs, bool advance, std::size_t budget,
-                           RetireNode*& spent_nodes) noexcept {
-  backlog.take(deferred);
-  if (advance) epochs.try_advance();
-  return collect(DeferredBacklog::Batch{}, epochs, budget, spent_nodes);
+// ---- Shard: depots ----------------------------------------------------------------------
+
+Shard::~Shard() {
+  for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+    ClassDepot& d = depots_[c];
+    while (Magazine* m = d.full.pop()) pool.put_array(m->blocks, m->count, c);
+    if (d.loose != nullptr) pool.put_array(d.loose->blocks, d.loose->count, c);
+  }
 }
 
-std::size_t Shard::collect(const DeferredBacklog::Batch& taken, EpochDomain& epochs, std::size_t budget,
+Magazine* Shard::depot_pop(std::uint32_t cls) noexcept {
+  ClassDepot& d = depots_[cls];
+  Magazine* m = d.full.pop();
+  if (m != nullptr) {
+    if (d.full.size < d.low_water) d.low_water = d.full.size;
+    return m;
+  }
+  m = d.loose;  // reclaimed single blocks: reused now rather than when 128 have gathered
+  d.loose = nullptr;
+  return m;
+}
+
+bool Shard::depot_push(std::uint32_t cls, Magazine* m) noexcept {
+  SYDRA_ASSERT(m->cls == cls && m->full(), "magazine of class %u with %u blocks pushed to depot %u", m->cls,
+               m->count, cls);
+  ClassDepot& d = depots_[cls];
+  if (d.full.size < kDepotMagazines) {
+    d.full.push(m);
+    return true;
+  }
+  pool.put_array(m->blocks, m->count, cls);
+  put_empty(m);
+  return false;
+}
+
+void Shard::depot_add(std::uint32_t cls, void* const* blocks, std::uint32_t n) noexcept {
+  ClassDepot& d = depots_[cls];
+  const std::uint32_t capacity = class_batch(cls);
+  while (n > 0) {
+    if (d.loose == nullptr) {
+      d.loose = take_empty();
+      d.loose->cls = cls;
+    }
+    Magazine* m = d.loose;
+    std::uint32_t room = capacity - m->count;
+    const std::uint32_t k = n < room ? n : room;
+    for (std::uint32_t i = 0; i < k; ++i) m->blocks[m->count + i] = blocks[i];
+    m->count += k;
+    blocks += k;
+    n -= k;
+    if (m->count == capacity) {
+      d.loose = nullptr;
+      depot_push(cls, m);
+    }
+  }
+}
+
+std::uint64_t Shard::depot_blocks(std::uint32_t cls) const noexcept {
+  const ClassDepot& d = depots_[cls];
+  return std::uint64_t{d.full.size} * class_batch(cls) + (d.loose != nullptr ? d.loose->count : 0);
+}
+
+Magazine* Shard::take_empty() noexcept {
+  Magazine* m = empties_.pop();
+  if (m == nullptr) m = magazines_.take();
+  m->count = 0;
+  return m;
+}
+
+void Shard::put_empty(Magazine* m) noexcept {
+  m->count = 0;
+  if (empties_.size < kKeptEmpties) {
+    empties_.push(m);
+  } else {
+    magazines_.give(m);
+  }
+}
+
+// ---- Shard: reclamation -----------------------------------------------------------------
+
+std::size_t Shard::reclaim_node(void* node, NodeKind kind) noexcept {
+  if (kind == NodeKind::kMagazineNode) {
+    Magazine* m = static_cast<Magazine*>(node);
+    const std::uint32_t cls = m->cls;
+    const std::uint32_t n = m->count;
+#if SYDRA_ALLOC_DEBUG
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const SlabMeta& slab = pool.space().meta_of(m->blocks[i]);
+      SYDRA_CHECK(slab.owner == id() && slab.cls == cls,
+                  "wrong owner: deferred block %p (class %u) reached shard %u but its slab belongs to %u",
+                  m->blocks[i], slab.cls, id(), slab.owner);
+    }
+#endif
+    pool.class_pool(cls).reclaimed += n;
+    if (n == class_batch(cls)) {
+      depot_push(cls, m);
+    } else {
+      depot_add(cls, m->blocks, n);
+      put_empty(m);
+    }
+    return n;
+  }
+  // One block: a retired one (still unpoisoned: readers may have read it until now) or one
+  // freed by an exiting thread.
+  SlabMeta& slab = pool.space().meta_of(node);
+  SYDRA_CHECK(slab.owner == id(),
+              "wrong owner: deferred block %p reached shard %u but its slab belongs to %u", node, id(),
+              slab.owner);
+  const std::uint32_t cls = slab.cls;
+  if (kind == NodeKind::kRetireNode) track::on_free(node, class_to_size(cls));
+  ++pool.class_pool(cls).reclaimed;
+  depot_add(cls, &node, 1);
+  return 1;
+}
+
+std::size_t Shard::collect(std::uint64_t safe_epoch, std::size_t budget, RetireNode*& spent_nodes) noexcept {
+  backlog.take(deferred);
+  return collect(DeferredBacklog::Batch{}, safe_epoch, budget, spent_nodes);
+}
+
+std::size_t Shard::collect(const DeferredBacklog::Batch& taken, std::uint64_t safe_epoch, std::size_t budget,
                            RetireNode*& spent_nodes) noexcept {
   backlog.append(taken);
-  // Reclaimed blocks gather per class into whole batches for the transfer cache, so that
-  // a refill later takes them in O(1) instead of walking slab free lists of cold blocks.
-  return backlog.reclaim(epochs.min_observed(), budget, spent_nodes, [this](void* block, bool retired) {
-    SlabMeta& slab = pool.space().meta_of(block);
-    SYDRA_CHECK(slab.owner == id(),
-                "wrong owner: deferred block %p reached shard %u but its slab belongs to %u", block, id(),
-                slab.owner);
-    const std::uint32_t cls = slab.cls;
-    if (retired) track::on_free(block, class_to_size(cls));  // readers are gone: poison now
-    ++pool.class_pool(cls).reclaimed;
-    pool.push_loose(cls, block);
-  });
+  return backlog.reclaim(safe_epoch, budget, spent_nodes,
+                         [this](void* node, NodeKind kind) { return reclaim_node(node, kind); });
+}
+
+std::uint32_t Shard::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept {
+  if (now_ns - trim_window_start_ns_ < interval_ns) return 0;
+  trim_window_start_ns_ = now_ns;
+  for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+    ClassDepot& d = depots_[c];
+    for (std::uint32_t unused = d.low_water; unused > 0 && !d.full.empty(); --unused) {
+      Magazine* m = d.full.pop();
+      pool.put_array(m->blocks, m->count, c);
+      put_empty(m);
+    }
+    d.low_water = d.full.size;
+    if (Magazine* m = d.loose) {
+      d.loose = nullptr;
+      pool.put_array(m->blocks, m->count, c);
+      put_empty(m);
+    }
+  }
+  const std::uint32_t released = pool.trim_empty_slabs();
+  // Empties beyond what one refill and one flush per class need go back to the pool.
+  while (empties_.size > kKeptEmpties / 2) magazines_.give(empties_.pop());
+  return released;
+}
+
+bool Shard::depots_valid() const noexcept {
+  for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+    const ClassDepot& d = depots_[c];
+    std::uint32_t n = 0;
+    for (const Magazine* m = d.full.head; m != nullptr; m = m->next, ++n) {
+      if (m->cls != c || !m->full()) return false;
+      for (std::uint32_t i = 0; i < m->count; ++i) {
+        const SlabMeta& slab = pool.space().meta_of(m->blocks[i]);
+        if (!pool.space().contains(m->blocks[i]) || slab.owner != id_ || slab.cls != c) return false;
+      }
+    }
+    if (n != d.full.size) return false;
+    if (d.loose != nullptr && (d.loose->cls != c || d.loose->count >= class_batch(c))) return false;
+  }
+  return true;
 }
 
 }  // namespace sydra::alloc

@@ -3,20 +3,29 @@
 // A SlabPool holds, per size class, the list of slabs that still have free or uncarved
 // blocks ("partial" slabs), plus a few fully free slabs kept for reuse by any class.
 // Blocks are taken from a partial slab's free list first, then carved from its untouched
-// tail (so a fresh slab costs no page faults until its blocks are used). A slab whose
-// last block comes back is empty: it is reset (no block is touched), kept if the pool
-// holds fewer than `retained_empty` empty slabs, else its pages go back to the OS. Kept
-// empty slabs decay: trim() (from the maintenance tick) returns the ones that stayed
-// unused for a whole decay interval (a second by default), so steady churn never pays
-// madvise and page faults, and an idle pool still gives its memory back.
+// tail; carving writes nothing into the blocks (they leave as pointers in a magazine), so a
+// fresh slab costs no page fault until the caller uses a block. A slab whose last block
+// comes back is empty: it is reset (no block is touched), kept if the pool holds fewer than
+// `retained_empty` empty slabs, else its pages go back to the OS. Kept empty slabs decay:
+// trim() (from the maintenance tick) returns the ones that stayed unused for a whole decay
+// interval (a second by default), so steady churn never pays madvise and page faults, and
+// an idle pool still gives its memory back.
 //
-// Every SlabPool method requires the caller to hold the owner's lock:
-//   - a Shard has one InstrumentedLock for its whole pool;
-//   - the legacy buckets have one lock and one pool per size class.
+// A Shard puts a depot in front of its pool: per class, a stack of full magazines (see
+// magazine.hpp) that refills take and flushes give, in O(1) and without touching a block,
+// and one "loose" magazine that single reclaimed blocks gather into. Blocks go back into
+// their slabs only when a depot is full, when decay finds magazines unused for a whole
+// interval, or when the allocator is destroyed.
 //
-// A Shard adds the deferred queue: blocks freed by threads of other shards (and blocks
-// retired by anyone) are pushed there lock-free, tagged with the global epoch, and
-// returned to their slabs by collect() once the epoch has passed (see epoch.hpp).
+// A Shard also owns the deferred queue: magazines of its blocks freed by other shards'
+// threads (and blocks retired by anyone) are pushed there lock-free, tagged with the global
+// epoch, and reclaimed by collect() into the depot once the epoch has passed (epoch.hpp).
+//
+// Who may touch what
+//   - Every SlabPool method and every Shard member except the deferred queue, hand_off(),
+//     defer*() and deferred_in require the shard's lock (the legacy buckets: their own
+//     lock and pool per size class).
+//   - deferred / deferred_in: any thread, lock-free.
 #pragma once
 
 #include <array>
@@ -25,8 +34,10 @@
 
 #include "epoch.hpp"
 #include "lock.hpp"
+#include "magazine.hpp"
 #include "size_class.hpp"
 #include "slab.hpp"
+#include "stats.hpp"
 
 namespace sydra::alloc {
 
@@ -55,70 +66,52 @@ template <class T>
 SYDRA_FAST_PATH T counter_read(const T& counter) noexcept {
   return __atomic_load_n(&counter, __ATOMIC_RELAXED);
 }
+// A single-writer store of a field that snapshots read (see counter_add).
+template <class T>
+SYDRA_FAST_PATH void counter_store(T& field, T value) noexcept {
+#if SYDRA_TSAN
+  __atomic_store_n(&field, value, __ATOMIC_RELAXED);
+#else
+  field = value;
+#endif
+}
 
 struct ClassPool {
   SlabMeta* partial = nullptr;  // slabs with available blocks
-  // Transfer cache: whole batches (class_batch blocks, linked through their first word)
-  // kept out of the slabs, linked through the second word of their first block. Refills
-  // pop one in O(1) instead of walking slab free lists of cold blocks.
-  void* transfer = nullptr;
-  std::uint32_t transfer_batches = 0;
-  std::uint32_t transfer_low_water = 0;  // fewest batches since the last trim()
-  // Reclaimed blocks gathering into the next batch (fewer than class_batch).
-  void* loose = nullptr;
-  std::uint32_t loose_count = 0;
   std::uint64_t slabs = 0;
-  std::uint64_t blocks_out = 0;  // blocks taken from slabs and not yet put back
-  std::uint64_t high_water = 0;  // peak of blocks_out
-  std::uint64_t refills = 0;
-  std::uint64_t flushes = 0;
-  std::uint64_t reclaimed = 0;    // deferred blocks put back
+  std::uint64_t blocks_out = 0;   // blocks taken from slabs and not yet put back
+  std::uint64_t high_water = 0;   // peak of blocks_out
+  std::uint64_t refills = 0;      // magazines handed to a thread cache
+  std::uint64_t flushes = 0;      // full magazines taken from a thread cache
+  std::uint64_t reclaimed = 0;    // deferred blocks taken back after their epoch passed
   std::uint64_t free_blocks = 0;  // available blocks in this class's partial slabs
-  std::uint64_t transfer_blocks() const noexcept {
-    return std::uint64_t{transfer_batches} * class_batch_of_pool + loose_count;
-  }
-  std::uint32_t class_batch_of_pool = 0;  // set by SlabPool
 };
 
 class SlabPool {
  public:
   SlabPool(SlabSpace& space, std::uint32_t owner, std::uint32_t retained_empty) noexcept
-      : space_(space), owner_(owner), retained_empty_(retained_empty) {
-    for (std::uint32_t c = 0; c < kNumClasses; ++c) classes_[c].class_batch_of_pool = class_batch(c);
-  }
+      : space_(space), owner_(owner), retained_empty_(retained_empty) {}
   ~SlabPool();  // returns every slab to the space
   SlabPool(const SlabPool&) = delete;
   SlabPool& operator=(const SlabPool&) = delete;
 
-  // Takes up to n blocks of class cls, chained through their link words (the last link is
-  // nullptr) into *head. Returns how many; fewer than n only when the slab space is
-  // exhausted. Blocks come out poisoned except for their link.
-  std::uint32_t take(std::uint32_t cls, std::uint32_t n, void** head) noexcept;
-  // Gives one block back to its slab (slab looked up by the caller).
+  // Takes up to n blocks of class cls into out[0..n). Returns how many; fewer than n only
+  // when the slab space is exhausted. Blocks from a slab's free list are read (their
+  // link); carved blocks are not touched. Blocks come out poisoned.
+  std::uint32_t take(std::uint32_t cls, std::uint32_t n, void** out) noexcept;
+  // Gives one block back to its slab (slab looked up by the caller). Writes its link.
   void put(void* block, SlabMeta& slab) noexcept;
-  // Gives back a chain of count blocks of class cls linked as take() links them.
-  void put_chain(void* head, std::uint32_t cls) noexcept;
-
-  // Transfer cache. push_batch keeps a chain of exactly class_batch(cls) blocks if there
-  // is room (returns false otherwise: the caller puts the chain back into slabs);
-  // pop_batch returns such a chain or nullptr.
-  static constexpr std::uint32_t kTransferBatches = 8;
-  bool push_batch(std::uint32_t cls, void* chain) noexcept;
-  void* pop_batch(std::uint32_t cls) noexcept;
-  // A freed block (already poisoned) joins the loose chain of its class; a full chain
-  // becomes a transfer batch (or goes back to its slabs when the cache is full).
-  void push_loose(std::uint32_t cls, void* block) noexcept;
-  // Takes the loose chain of cls; *count gets its length (0 and nullptr when none).
-  void* take_loose(std::uint32_t cls, std::uint32_t* count) noexcept;
+  // Gives back n blocks of class cls.
+  void put_array(void* const* blocks, std::uint32_t n, std::uint32_t cls) noexcept;
 
   const ClassPool& class_pool(std::uint32_t cls) const noexcept { return classes_[cls]; }
   ClassPool& class_pool(std::uint32_t cls) noexcept { return classes_[cls]; }
   std::uint32_t empty_slabs() const noexcept { return empty_count_; }
-  // Decay: once every `interval_ns`, puts back into their slabs the transfer batches that
-  // stayed unused for the whole interval and the loose chains (they pin slabs that could
-  // otherwise be empty), and returns to the OS the empty slabs that stayed unused for the
-  // whole interval (low-water marks). Returns how many slabs went back to the OS.
-  std::uint32_t trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept;
+  // Slabs acquired from the space (or the empty list) since the pool was made.
+  std::uint64_t slabs_acquired() const noexcept { return slabs_acquired_; }
+  // Decay of empty slabs: returns to the OS those that stayed unused for the whole
+  // interval since the last call (the low-water mark of the empty list). Returns how many.
+  std::uint32_t trim_empty_slabs() noexcept;
   std::uint32_t owner() const noexcept { return owner_; }
   SlabSpace& space() const noexcept { return space_; }
 
@@ -137,51 +130,98 @@ class SlabPool {
   std::array<ClassPool, kNumClasses> classes_{};
   SlabMeta* empty_ = nullptr;  // fully free, committed slabs for reuse by any class
   std::uint32_t empty_count_ = 0;
-  std::uint32_t empty_low_water_ = 0;  // fewest empty slabs since the last trim()
-  std::uint64_t trim_window_start_ns_ = 0;
+  std::uint32_t empty_low_water_ = 0;  // fewest empty slabs since the last trim
+  std::uint64_t slabs_acquired_ = 0;
 };
 
 // Index of the LockStats slot for work that is not about one size class.
 inline constexpr std::uint32_t kMaintenanceSlot = kNumClasses;
 
+// Full magazines of one class kept by a shard, and the loose one filling up.
+struct ClassDepot {
+  MagazineStack full;
+  std::uint32_t low_water = 0;  // fewest full magazines since the last trim
+  Magazine* loose = nullptr;    // not full; single reclaimed blocks gather here
+};
+
 class Shard {
  public:
-  Shard(SlabSpace& space, std::uint32_t id, std::uint32_t retained_empty) noexcept
-      : pool(space, id, retained_empty), id_(id) {}
+  // Full magazines a depot keeps per class; beyond, a flushed magazine's blocks go back
+  // into their slabs (so a shard's cached memory is bounded).
+  static constexpr std::uint32_t kDepotMagazines = 16;
+  // Empty magazines a shard keeps for its threads; beyond, they go to the allocator's pool.
+  static constexpr std::uint32_t kKeptEmpties = 16;
+
+  Shard(SlabSpace& space, MagazinePool& magazines, std::uint32_t id, std::uint32_t retained_empty) noexcept
+      : pool(space, id, retained_empty), magazines_(magazines), id_(id) {}
+  ~Shard();  // empties the depots into the slabs before the pool gives its slabs back
 
   std::uint32_t id() const noexcept { return id_; }
 
-  // Any thread, no lock: a block of this shard freed elsewhere, or retired.
+  // ---- lock-free: any thread ----------------------------------------------------------
+  // A block of this shard freed by a thread with no cache (exiting), or retired.
   void defer(void* block, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
     deferred.push_block(block, epoch);
   }
-  // Any thread, no lock: a retired block of this shard, carried by an external node.
   void defer_retired(RetireNode* node, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
-    deferred.push(node, epoch, true);
+    deferred.push(node, epoch, NodeKind::kRetireNode);
   }
-  // Under `lock`: takes what was deferred since the last call into the backlog,
-  // optionally tries to advance the epoch, then moves
-  // up to `budget` backlog blocks whose batch is older than the minimum observed epoch
-  // back to their slabs; external nodes it is done with are linked onto spent_nodes.
-  // Returns how many blocks were reclaimed.
-  std::size_t collect(EpochDomain& epochs, bool advance, std::size_t budget,
-                      RetireNode*& spent_nodes) noexcept;
-  // Same, with the new nodes taken (and walked) beforehand without the lock.
-  std::size_t collect(const DeferredBacklog::Batch& taken, EpochDomain& epochs, std::size_t budget,
-                      RetireNode*& spent_nodes) noexcept;
+  // A magazine of this shard's blocks, freed by another shard's threads (who count them).
+  void hand_off(Magazine* m, std::uint64_t epoch) noexcept {
+    deferred.push(&m->node, epoch, NodeKind::kMagazineNode);
+  }
   bool has_deferred() const noexcept { return !backlog.empty() || deferred.maybe_nonempty(); }
+
+  // ---- under `lock` ---------------------------------------------------------------------
+  // A full magazine of class cls; else the loose one if it holds any block; else nullptr.
+  Magazine* depot_pop(std::uint32_t cls) noexcept;
+  // Keeps a full magazine; when the depot is full its blocks go back into their slabs and
+  // the magazine joins the empties. Returns false in that case.
+  bool depot_push(std::uint32_t cls, Magazine* m) noexcept;
+  // Adds n blocks of class cls (single reclaimed blocks, a partial magazine's contents).
+  void depot_add(std::uint32_t cls, void* const* blocks, std::uint32_t n) noexcept;
+  std::uint64_t depot_blocks(std::uint32_t cls) const noexcept;
+  std::uint32_t depot_magazines(std::uint32_t cls) const noexcept { return depots_[cls].full.size; }
+
+  // Empty magazines: kept ones first, then the allocator's pool.
+  Magazine* take_empty() noexcept;
+  void put_empty(Magazine* m) noexcept;
+
+  // Takes what was deferred since the last call into the backlog, then reclaims up to
+  // `budget` nodes whose batch is older than `safe_epoch` into the depot; external nodes it
+  // is done with are linked onto spent_nodes. Returns how many blocks were reclaimed.
+  std::size_t collect(std::uint64_t safe_epoch, std::size_t budget, RetireNode*& spent_nodes) noexcept;
+  // Same, with the new nodes taken (and walked) beforehand without the lock.
+  std::size_t collect(const DeferredBacklog::Batch& taken, std::uint64_t safe_epoch, std::size_t budget,
+                      RetireNode*& spent_nodes) noexcept;
+
+  // Decay (maintenance tick), once every `interval_ns`: magazines that stayed in a depot for
+  // the whole interval and the loose ones go back into their slabs (they pin slabs that could
+  // otherwise empty), then the slab pool's decay, then extra empties go to the pool.
+  // Returns how many slabs went back to the OS.
+  std::uint32_t trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept;
+
+  // Depots consistent with the slabs (tests; takes no lock itself).
+  bool depots_valid() const noexcept;
 
   InstrumentedLock lock;
   std::array<LockStats, kNumClasses + 1> lock_stats{};  // per class + maintenance
   SlabPool pool;
   DeferredQueue deferred;
-  std::array<std::atomic<std::uint64_t>, kNumClasses> deferred_in{};
+  std::array<std::atomic<std::uint64_t>, kNumClasses> deferred_in{};  // defer(), retire(), exited threads
   DeferredBacklog backlog;  // taken off `deferred`, not yet reclaimed (under lock)
   ThreadCounters retired;   // exited / rebound threads and direct paths (under lock)
+  PathStats retired_paths;  // slow-path entries of exited / rebound threads (under lock)
 
  private:
+  std::size_t reclaim_node(void* node, NodeKind kind) noexcept;
+
+  MagazinePool& magazines_;
+  std::array<ClassDepot, kNumClasses> depots_{};
+  MagazineStack empties_;
+  std::uint64_t trim_window_start_ns_ = 0;
   std::uint32_t id_;
 };
 

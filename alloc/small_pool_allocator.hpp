@@ -1,18 +1,24 @@
 // sydra::alloc::SmallPoolAllocator — the allocator facade.
 //
-// Allocation order: the thread's cache → its shard (batch refill under the shard lock) →
-// the legacy bucket of the size class → the system allocator. Free mirrors it, routed by
-// address: a block inside the slab range goes back to its owner (the thread cache when the
-// thread's shard owns it, the owner's deferred queue when another shard does, the legacy
-// bucket for legacy slabs); any other pointer goes to the system allocator.
+// Allocation order: the thread's bin (its loaded magazine) → its shard (a full magazine
+// from the depot, reclaimed deferred magazines, or blocks from slabs, under the shard lock)
+// → the legacy bucket of the size class → the system allocator. Free mirrors it, routed by
+// address: a block inside the slab range goes back to its owner (the thread's bin when the
+// thread's shard owns it; the thread's remote magazine for that owner, handed over when
+// full, when another shard does; the legacy bucket for legacy slabs); any other pointer
+// goes to the system allocator.
 //
 // The fast paths below are what callers inline. Their cost, x86-64 g++ -O2 (counted in
-// docs/allocator.md from the disassembly of bench_alloc):
-//   allocate: size/alignment test, TLS serial check, class table load, pop the bin.
-//   deallocate: range test, TLS serial check, tag load, owner compare, push the bin,
-//               count compare against the flush limit.
-// Everything else — refills, flushes, cross-shard frees, legacy, fallback, first use on a
-// thread — is behind SYDRA_SLOW_PATH in small_pool_allocator.cpp.
+// docs/allocator.md from the disassembly, `bash bench/fast_path_cost.sh`):
+//   allocate: size/alignment test, TLS serial check, class table load, pop the loaded
+//             magazine (compare top with bottom, load the pointer, store top).
+//   deallocate: range test, TLS serial check, tag load, owner compare, push the loaded
+//               magazine (compare top with end, store the pointer, store top), frees += 1.
+// Neither reads or writes the block itself, takes a lock or does an atomic
+// read-modify-write. A cross-shard free is one call more (free_remote: a store into the
+// thread's magazine for that owner). Everything else — magazine exchanges with the shard,
+// hand-offs, legacy, fallback, first use on a thread — is behind SYDRA_SLOW_PATH in the
+// files named in docs/allocator.md.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +26,7 @@
 #include <mutex>
 
 #include "config.hpp"
+#include "magazine.hpp"
 #include "size_class.hpp"
 #include "slab.hpp"
 #include "stats.hpp"
@@ -98,7 +105,9 @@ class SmallPoolAllocator {
    private:
     SmallPoolAllocator& a_;
   };
-  // QSBR: an online thread holds reclamation back until its next quiescent point.
+  // QSBR: an online thread holds reclamation back until its next quiescent point. A
+  // quiescent point also hands the blocks of other shards the thread freed since the last
+  // one to their owners (a worker between requests), so they are reclaimed promptly.
   void qsbr_online() noexcept;
   void qsbr_offline() noexcept;
   void quiescent() noexcept;
@@ -114,7 +123,8 @@ class SmallPoolAllocator {
   static constexpr std::uint32_t kNoShard = ~0u;
   std::uint32_t bind_current_thread(std::uint32_t shard) noexcept;
   std::uint32_t current_shard() noexcept;
-  // Gives the calling thread's cached blocks back to its shard.
+  // Gives the calling thread's cached blocks back to its shard, and hands the blocks of
+  // other shards it holds to their owners.
   void flush_thread_cache() noexcept;
   // What thread exit does: flush the cache, fold the counters into the shard, release the
   // epoch record. The thread may keep using the allocator (it gets a new state).
@@ -131,6 +141,9 @@ class SmallPoolAllocator {
 
   // ---- telemetry ----------------------------------------------------------------------
   AllocatorStats snapshot() const;
+  // The calling thread's slow-path counters (live; the thread writes them), or nullptr
+  // when it has no state yet. For benchmarks that attribute each call to the path it took.
+  const PathStats* current_thread_paths() noexcept;
   // Full invariant walk of every pool (tests; takes every lock).
   bool is_valid() const noexcept;
 
@@ -141,28 +154,39 @@ class SmallPoolAllocator {
   friend void fork_child() noexcept;
 
   void install_fork_handlers() noexcept;
+  // ---- slow allocate (alloc_slow.cpp) ----
   SYDRA_SLOW_PATH void* allocate_slow(std::size_t size, std::size_t align) noexcept;
-  SYDRA_SLOW_PATH void deallocate_slow(void* p) noexcept;
-  SYDRA_SLOW_PATH void flush_bin(ThreadState& st, std::uint32_t cls) noexcept;
-  SYDRA_SLOW_PATH void check_sized_free(void* p, std::size_t size) const noexcept;
-  void* allocate_small(std::uint32_t cls) noexcept;
+  void* refill(ThreadState& st, std::uint32_t cls) noexcept;  // the bin is empty
+  Magazine* fill_from_shard(ThreadState& st, std::uint32_t cls) noexcept;
   void* allocate_legacy(std::uint32_t cls) noexcept;
   void* allocate_fallback(std::size_t size, std::size_t align, bool zeroed = false) noexcept;
-  void free_fallback(void* p) noexcept;
+  // ---- slow free (free_slow.cpp) ----
+  SYDRA_SLOW_PATH void deallocate_slow(void* p) noexcept;
+  SYDRA_SLOW_PATH void bin_full(ThreadState& st, std::uint32_t cls, void* p) noexcept;
+  SYDRA_NOINLINE void free_remote(ThreadState& st, void* p, std::uint32_t tag) noexcept;
+  SYDRA_SLOW_PATH void check_sized_free(void* p, std::size_t size) const noexcept;
+  void hand_off(ThreadState& st, std::uint32_t owner, std::uint32_t cls) noexcept;
   void free_owned(void* p, std::uint16_t tag) noexcept;
+  void free_fallback(void* p) noexcept;
+  void count_fallback_free(void* p) noexcept;
+  // ---- thread states (thread_state.cpp) ----
   ThreadState* thread_state() noexcept;           // creates on first use; nullptr while the thread exits
   ThreadState* existing_thread_state() noexcept;  // never creates one
+  void load_bin(ThreadState& st, std::uint32_t cls, Magazine* m) noexcept;
+  Magazine* take_spare(ThreadState& st) noexcept;  // an empty magazine, from the thread's spares first
+  void give_spare(ThreadState& st, Magazine* m) noexcept;
+  void flush_remote(ThreadState& st) noexcept;  // hands every partial remote magazine over
+  void flush_all_bins(ThreadState& st) noexcept;
+  void release_state(ThreadState& st) noexcept;
+  void fold_counters(ThreadState& st) noexcept;  // under registry_mutex_
+  void fold_fallback(ThreadState& st) noexcept;  // under registry_mutex_
+  // ---- fork (fork.cpp) ----
   // fork(): every lock of this allocator, in lock order; released by the thread that forked.
   void lock_for_fork() noexcept;
   void unlock_after_fork() noexcept;
   // In the child, before unlocking: only the forking thread exists. The other threads'
   // states and epoch records are given up (their cached blocks are lost, not reused).
   void drop_other_threads_after_fork() noexcept;
-  void release_state(ThreadState& st) noexcept;
-  void flush_all_bins(ThreadState& st) noexcept;
-  void fold_counters(ThreadState& st) noexcept;  // under registry_mutex_
-  void fold_fallback(ThreadState& st) noexcept;  // under registry_mutex_
-  void count_fallback_free(void* p) noexcept;
   class Shard& shard(std::uint32_t i) const noexcept;
   class Shard* ensure_shard(std::uint32_t i) noexcept;
 
@@ -210,10 +234,11 @@ SYDRA_FAST_PATH SYDRA_NO_SANITIZE_NULL void* SmallPoolAllocator::allocate(std::s
                    (align & (align - 1)) == 0)) {
     const std::uint32_t bin_offset = kBinOffsetOfSize[size];
     Bin& bin = slots.last_state->bin_at(bin_offset);
-    void* block = bin.head;
-    if (SYDRA_LIKELY(block != nullptr)) {
-      bin.head = track::read_link(block);
-      counter_add(bin.room, 1);
+    void** top = bin.top;
+    if (SYDRA_LIKELY(top != bin.bottom)) {
+      --top;
+      void* block = *top;
+      counter_store(bin.top, top);
 #if SYDRA_ALLOC_DEBUG || SYDRA_ASAN
       const std::uint32_t cls = bin_offset / kBinBytes;
       space_.debug_mark_allocated(block, cls);
@@ -232,8 +257,8 @@ SYDRA_FAST_PATH SYDRA_NO_SANITIZE_NULL void SmallPoolAllocator::deallocate(void*
     ThreadState& st = *slots.last_state;
     // The slab tag xor the thread's shard tag is the bin offset when the thread's shard
     // owns the block, and at least kNumClasses * kBinBytes otherwise.
-    const std::uint32_t bin_offset =
-        tags_[offset >> slab_shift_].load(std::memory_order_relaxed) ^ st.shard_tag;
+    const std::uint32_t tag = tags_[offset >> slab_shift_].load(std::memory_order_relaxed);
+    const std::uint32_t bin_offset = tag ^ st.shard_tag;
     if (SYDRA_LIKELY(bin_offset < kNumClasses * kBinBytes)) {
 #if SYDRA_ALLOC_DEBUG || SYDRA_ASAN
       const std::uint32_t cls = bin_offset / kBinBytes;
@@ -241,14 +266,18 @@ SYDRA_FAST_PATH SYDRA_NO_SANITIZE_NULL void SmallPoolAllocator::deallocate(void*
       track::on_free(p, class_to_size(cls));
 #endif
       Bin& bin = st.bin_at(bin_offset);
-      track::write_link(p, bin.head);
-      bin.head = p;
-      counter_add(bin.frees, std::uint64_t{1});
-      counter_add(bin.room, -1);
-      if (SYDRA_LIKELY(bin.room >= 0)) return;
-      flush_bin(st, bin_offset / kBinBytes);
+      void** top = bin.top;
+      if (SYDRA_LIKELY(top != bin.end)) {
+        *top = p;
+        counter_store(bin.top, top + 1);
+        counter_add(bin.frees, std::uint64_t{1});
+        return;
+      }
+      bin_full(st, bin_offset / kBinBytes, p);
       return;
     }
+    free_remote(st, p, tag);
+    return;
   }
   deallocate_slow(p);
 }

@@ -35,6 +35,25 @@ ClassStats& ClassStats::operator+=(const ClassStats& other) noexcept {
   return *this;
 }
 
+PathStats& PathStats::operator+=(const PathStats& other) noexcept {
+#define SYDRA_X(name) +1
+  static_assert(sizeof(PathStats) == sizeof(std::uint64_t) * (0 SYDRA_PATH_STATS(SYDRA_X)),
+                "PathStats has a field outside SYDRA_PATH_STATS: declare it in the X-macro");
+#undef SYDRA_X
+#define SYDRA_X(name) name += other.name;
+  SYDRA_PATH_STATS(SYDRA_X)
+#undef SYDRA_X
+  return *this;
+}
+
+PathStats PathStats::read(const PathStats& live) noexcept {
+  PathStats out;
+#define SYDRA_X(name) out.name = __atomic_load_n(&live.name, __ATOMIC_RELAXED);
+  SYDRA_PATH_STATS(SYDRA_X)
+#undef SYDRA_X
+  return out;
+}
+
 ClassStats ShardStats::totals() const noexcept {
   ClassStats sum;
   for (const ClassStats& c : classes) sum += c;

@@ -19,7 +19,7 @@
 
 namespace sydra::alloc {
 
-inline constexpr std::uint32_t kStatsVersion = 1;
+inline constexpr std::uint32_t kStatsVersion = 2;
 
 enum class Mode : std::uint8_t { sharded, legacy, system };
 std::string_view to_string(Mode mode) noexcept;
@@ -67,6 +67,48 @@ struct ClassStats {
   ClassStats& operator+=(const ClassStats& other) noexcept;
 };
 
+// Slow-path entries: how often each path behind the fast paths ran. Counted per thread by
+// the thread that took the path (single writer), folded into its shard when it exits, and
+// summed per shard and for the allocator. Divided by allocations or frees they are the
+// slow-path rates per million calls that docs/allocator.md explains.
+//   alloc_swap        bin empty, its previous magazine full: swapped, no lock
+//   alloc_depot       a full magazine from the shard's depot (one lock acquisition)
+//   alloc_reclaim     the depot was empty: deferred magazines reclaimed in the refill
+//   alloc_slab        filled from slabs (free lists, carving)
+//   alloc_new_slab    ... and the shard needed a new slab for it
+//   alloc_epoch_step  a refill read a few epoch records to move the epoch on (bounded)
+//   alloc_other       everything else: first use on a thread, sizes or alignments the pool
+//                     does not serve, legacy and system modes, an exiting thread
+//   free_swap         bin full, its previous magazine empty: swapped, no lock
+//   free_depot        a full magazine given to the shard's depot (one lock acquisition)
+//   free_depot_full   ... the depot was full: that magazine's blocks went back to slabs
+//   free_remote       a cross-shard free, kept in the thread's magazine for that owner
+//   free_handoff      a full cross-shard magazine handed to its owner (one CAS)
+//   free_other        everything else: system pointers, legacy blocks, an exiting thread
+#define SYDRA_PATH_STATS(X) \
+  X(alloc_swap)             \
+  X(alloc_depot)            \
+  X(alloc_reclaim)          \
+  X(alloc_slab)             \
+  X(alloc_new_slab)         \
+  X(alloc_epoch_step)       \
+  X(alloc_other)            \
+  X(free_swap)              \
+  X(free_depot)             \
+  X(free_depot_full)        \
+  X(free_remote)            \
+  X(free_handoff)           \
+  X(free_other)
+
+struct PathStats {
+#define SYDRA_X(name) std::uint64_t name = 0;
+  SYDRA_PATH_STATS(SYDRA_X)
+#undef SYDRA_X
+  PathStats& operator+=(const PathStats& other) noexcept;
+  // Relaxed loads of every field of a PathStats another thread writes.
+  static PathStats read(const PathStats& live) noexcept;
+};
+
 // Shard-wide figures that are not per class.
 //   threads             threads currently bound to the shard
 //   cross_shard_frees   frees by this shard's threads of blocks owned by another shard
@@ -91,6 +133,7 @@ struct ShardStats {
   SYDRA_SHARD_STATS(SYDRA_X)
 #undef SYDRA_X
   std::array<ClassStats, kNumClasses> classes{};
+  PathStats paths;                     // slow-path entries by this shard's threads
   ClassStats totals() const noexcept;  // sum over classes (size = 0)
 };
 
@@ -140,6 +183,8 @@ struct AllocatorStats {
   std::uint64_t shard_alloc_misses = 0;    // small allocations a shard did not serve
   std::uint64_t shard_deferred_total = 0;  // deferred_enqueued over all shards
   EpochStats epoch;
+  PathStats paths;              // slow-path entries, all threads
+  std::uint64_t magazines = 0;  // magazines carved (each holds up to 128 block pointers)
   FallbackStats fallback;
   MemoryStats memory;
   std::array<ClassStats, kNumClasses> legacy{};   // the legacy buckets

@@ -127,6 +127,15 @@ void write_classes(Writer& w, std::string_view key, const std::array<ClassStats,
   w.end_array();
 }
 
+void write_paths(Writer& w, const PathStats& p) {
+  w.key("paths");
+  w.begin_object();
+#define SYDRA_X(name) w.field(#name, std::uint64_t{p.name});
+  SYDRA_PATH_STATS(SYDRA_X)
+#undef SYDRA_X
+  w.end_object();
+}
+
 void write_shard(Writer& w, const ShardStats& sh) {
   w.begin_object();
   w.field("id", std::uint64_t{sh.id});
@@ -146,6 +155,7 @@ void write_shard(Writer& w, const ShardStats& sh) {
   std::uint64_t in_use_bytes = 0;
   for (const ClassStats& c : sh.classes) in_use_bytes += c.in_use * c.size;
   w.field("in_use_bytes", in_use_bytes);
+  write_paths(w, sh.paths);
   write_classes(w, "classes", sh.classes);
   w.end_object();
 }
@@ -170,6 +180,8 @@ std::string stats_to_json(const AllocatorStats& s) {
   w.field("shard_deferred_total", s.shard_deferred_total);
   w.field("shard_epoch_current", s.epoch.current);
   w.field("shard_epoch_min", s.epoch.min_observed);
+  w.field("magazines", s.magazines);
+  write_paths(w, s.paths);
 
   w.key("epoch");
   w.begin_object();

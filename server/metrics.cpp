@@ -321,6 +321,17 @@ std::string render_metrics(const MetricsInput& in) {
            s.memory.fragmentation);
   w.single("sydradb_process_resident_bytes", "gauge", "Resident set size of the whole process.",
            s.memory.process_resident_bytes);
+  w.single("sydradb_alloc_magazines", "gauge", "Magazines carved (arrays of up to 128 block pointers).",
+           s.magazines);
+  w.family("sydradb_alloc_slow_path_total", "counter",
+           "Slow-path entries of allocate and free by the shard's threads, by path (docs/allocator.md).");
+  for (const alloc::ShardStats& sh : s.shards) {
+#define SYDRA_X(name)                                                                                     \
+  w.sample("sydradb_alloc_slow_path_total", "shard=\"" + std::to_string(sh.id) + "\",path=\"" #name "\"", \
+           sh.paths.name);
+    SYDRA_PATH_STATS(SYDRA_X)
+#undef SYDRA_X
+  }
 
   // Per shard and size class; the legacy buckets carry shard="legacy".
   for (const ClassMetric& m : kClassMetrics) {
@@ -399,7 +410,9 @@ std::vector<std::string> metric_names() {
                                     "sydradb_alloc_live_bytes",
                                     "sydradb_alloc_pool_live_bytes",
                                     "sydradb_alloc_fragmentation_ratio",
-                                    "sydradb_process_resident_bytes"};
+                                    "sydradb_process_resident_bytes",
+                                    "sydradb_alloc_magazines",
+                                    "sydradb_alloc_slow_path_total"};
   for (const ClassMetric& m : kClassMetrics) names.emplace_back(m.name);
   for (const ShardMetric& m : kShardMetrics) names.emplace_back(m.name);
   return names;

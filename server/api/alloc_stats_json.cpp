@@ -29,6 +29,14 @@ json classes_json(const std::array<alloc::ClassStats, alloc::kNumClasses>& class
   return a;
 }
 
+json paths_json(const alloc::PathStats& p) {
+  json j = json::object();
+#define SYDRA_X(name) j[#name] = p.name;
+  SYDRA_PATH_STATS(SYDRA_X)
+#undef SYDRA_X
+  return j;
+}
+
 }  // namespace
 
 json alloc_stats_json(const alloc::AllocatorStats& s) {
@@ -51,6 +59,7 @@ json alloc_stats_json(const alloc::AllocatorStats& s) {
     std::uint64_t in_use_bytes = 0;
     for (const auto& c : sh.classes) in_use_bytes += c.in_use * c.size;
     j["in_use_bytes"] = in_use_bytes;
+    j["paths"] = paths_json(sh.paths);
     j["classes"] = classes_json(sh.classes);
     shards.push_back(std::move(j));
   }
@@ -90,6 +99,8 @@ json alloc_stats_json(const alloc::AllocatorStats& s) {
   small_pool["shard_deferred_total"] = s.shard_deferred_total;
   small_pool["shard_epoch_current"] = s.epoch.current;
   small_pool["shard_epoch_min"] = s.epoch.min_observed;
+  small_pool["magazines"] = s.magazines;
+  small_pool["paths"] = paths_json(s.paths);
   small_pool["epoch"] = std::move(epoch);
   small_pool["fallback"] = std::move(fallback);
   small_pool["buckets"] = classes_json(s.buckets);

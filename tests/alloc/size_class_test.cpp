@@ -33,22 +33,21 @@ TEST_SUITE("unit") {
     static_assert(size_to_class(64) == 3);
     static_assert(class_to_size(size_to_class(100)) == 112);
     static_assert(size_to_class(255) == 11);
-    static_assert(class_batch(0) == 64);   // 4096 / 16 = 256, capped at 64
-    static_assert(class_batch(11) == 16);  // 4096 / 256
+    static_assert(class_batch(0) == kMagazineCapacity);
+    static_assert(class_batch(11) == kMagazineCapacity / 2);
     CHECK(true);
   }
 
-  TEST_CASE("batches are about 4 KiB and between 8 and 64 blocks") {
+  TEST_CASE("a magazine holds 128 blocks up to 128 B and 64 above, never more than its array") {
+    std::uint32_t cached_bytes = 0;
     for (std::uint32_t c = 0; c < kNumClasses; ++c) {
       CAPTURE(c);
       const std::uint32_t batch = class_batch(c);
-      CHECK(batch >= 8);
-      CHECK(batch <= 64);
-      std::uint32_t expected = 4096 / class_to_size(c);
-      if (expected < 8) expected = 8;
-      if (expected > 64) expected = 64;
-      CHECK(batch == expected);
+      CHECK(batch <= kMagazineCapacity);
+      CHECK(batch == (class_to_size(c) <= 128 ? 128u : 64u));
+      cached_bytes += 2 * batch * class_to_size(c);  // a bin holds two magazines at most
     }
+    CHECK(cached_bytes == 253952);  // 248 KiB per thread at most, as size_class.hpp says
   }
 }
 

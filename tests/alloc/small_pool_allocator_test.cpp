@@ -494,6 +494,7 @@ TEST_SUITE("unit") {
     CHECK(shard_stats(s, 1).cross_shard_frees == 1);
     CHECK(s.shard_deferred_total == 1);
     CHECK(s.buckets[kClass64].in_use == 0);
+    a.flush_thread_cache();  // hands the block to its owner (it waits in this thread's magazine)
     a.advance_epoch();
     CHECK(a.collect_garbage() == 1);
     CHECK(a.bind_current_thread(5) == 1);  // modulo the shard count
@@ -806,6 +807,11 @@ TEST_SUITE("concurrency") {
       return intact;
     }));
     const AllocatorStats s1 = a.snapshot();
+    // The block waits in tb's magazine for shard 0 until tb hands it over (a full
+    // magazine, a flush, a quiescent point or thread exit); it is deferred either way.
+    a.advance_epoch();
+    CHECK(a.collect_garbage() == 0);
+    tb.run([&] { a.flush_thread_cache(); });
     CHECK(shard_class(s1, 0, kClass64).deferred_pending == shard_class(s0, 0, kClass64).deferred_pending + 1);
     CHECK(shard_class(s1, 0, kClass64).deferred_enqueued ==
           shard_class(s0, 0, kClass64).deferred_enqueued + 1);
@@ -829,6 +835,58 @@ TEST_SUITE("concurrency") {
     CHECK(a.is_valid());
   }
 
+  TEST_CASE("cross-shard frees are handed over a magazine at a time or at a quiescent point") {
+    SmallPoolAllocator a(small_options(2));
+    TaskThread owner, freer;
+    owner.run([&] { a.bind_current_thread(0); });
+    freer.run([&] { a.bind_current_thread(1); });
+    const std::uint32_t n = class_batch(kClass64);
+    std::vector<void*> blocks = owner.run([&] {
+      std::vector<void*> v;
+      for (std::uint32_t i = 0; i < 2 * n + 5; ++i) v.push_back(a.allocate(64));
+      return v;
+    });
+    // One short of a magazine: nothing reaches the owner yet, but the figures count them.
+    freer.run([&] {
+      for (std::uint32_t i = 0; i + 1 < n; ++i) a.deallocate(blocks[i]);
+    });
+    AllocatorStats s = a.snapshot();
+    CHECK(shard_class(s, 0, kClass64).deferred_pending == n - 1);
+    CHECK(shard_class(s, 0, kClass64).in_use == n + 6);
+    CHECK(shard_stats(s, 1).paths.free_remote == n - 1);
+    CHECK(shard_stats(s, 1).paths.free_handoff == 0);
+    a.advance_epoch();
+    CHECK(a.collect_garbage() == 0);
+    // The magazine fills: one hand-off carries all of it.
+    freer.run([&] { a.deallocate(blocks[n - 1]); });
+    CHECK(a.snapshot().shards[1].paths.free_handoff == 1);
+    CHECK(a.collect_garbage() == 0);  // tagged with the current epoch: not yet
+    a.advance_epoch();
+    CHECK(a.collect_garbage() == n);
+    // A partial magazine goes over at the freer's quiescent point ...
+    freer.run([&] {
+      for (std::uint32_t i = n; i < n + 3; ++i) a.deallocate(blocks[i]);
+      a.quiescent();
+    });
+    a.advance_epoch();
+    CHECK(a.collect_garbage() == 3);
+    // ... or when the freeing thread exits.
+    {
+      TaskThread brief;
+      brief.run([&] {
+        a.bind_current_thread(1);
+        for (std::size_t i = n + 3; i < blocks.size(); ++i) a.deallocate(blocks[i]);
+      });
+    }
+    a.advance_epoch();
+    CHECK(a.collect_garbage() == n + 2);
+    s = a.snapshot();
+    CHECK(shard_class(s, 0, kClass64).deferred_pending == 0);
+    CHECK(shard_class(s, 0, kClass64).deferred_reclaimed == 2 * n + 5);
+    CHECK(shard_class(s, 0, kClass64).in_use == 0);
+    CHECK(a.is_valid());
+  }
+
   TEST_CASE("a reader inside a read section holds reclamation back until it leaves") {
     SmallPoolAllocator a(small_options(2));
     TaskThread owner, freer, reader;
@@ -841,7 +899,10 @@ TEST_SUITE("concurrency") {
       a.enter_epoch();
     });
     void* p = owner.run([&] { return a.allocate(64); });
-    freer.run([&] { a.deallocate(p); });
+    freer.run([&] {
+      a.deallocate(p);
+      a.flush_thread_cache();  // hand it over now
+    });
     REQUIRE(shard_class(a.snapshot(), 0, kClass64).deferred_pending == 1);
     CHECK(a.snapshot().epoch.active_readers >= 1);
 
@@ -866,7 +927,10 @@ TEST_SUITE("concurrency") {
     void* p = owner.run([&] { return a.allocate(32); });
     {
       SmallPoolAllocator::EpochGuard guard(a);  // the main thread reads
-      freer.run([&] { a.deallocate(p); });
+      freer.run([&] {
+        a.deallocate(p);
+        a.flush_thread_cache();  // hand it over now
+      });
       a.advance_epoch();
       CHECK(a.collect_garbage() == 0);
       a.advance_epoch();
@@ -886,7 +950,10 @@ TEST_SUITE("concurrency") {
       a.qsbr_online();
     });
     void* p = owner.run([&] { return a.allocate(64); });
-    freer.run([&] { a.deallocate(p); });
+    freer.run([&] {
+      a.deallocate(p);
+      a.flush_thread_cache();  // hand it over now
+    });
     for (int i = 0; i < 3; ++i) {
       a.advance_epoch();
       CHECK(a.collect_garbage() == 0);
@@ -899,7 +966,10 @@ TEST_SUITE("concurrency") {
 
     // Still online: the next deferred block waits for the next quiescent point.
     void* q = owner.run([&] { return a.allocate(64); });
-    freer.run([&] { a.deallocate(q); });
+    freer.run([&] {
+      a.deallocate(q);
+      a.flush_thread_cache();
+    });
     a.advance_epoch();
     a.advance_epoch();
     CHECK(a.collect_garbage() == 0);
@@ -1018,8 +1088,8 @@ TEST_SUITE("concurrency") {
       if (!check_pattern(item.p, item.size, item.seed)) corrupted.fetch_add(1);
       a.deallocate(item.p);
     }
+    a.flush_thread_cache();  // hands this thread's blocks of other shards over too
     test::drain_deferred(a);
-    a.flush_thread_cache();
 
     CHECK(corrupted.load() == 0);
     CHECK(failed.load() == 0);
@@ -1094,6 +1164,7 @@ TEST_SUITE("concurrency") {
     for (void* p : blocks) a.deallocate(p);  // cross-shard: shard 1 has no thread left
     AllocatorStats s = a.snapshot();
     CHECK(shard_class(s, 1, 2).deferred_pending == 300);
+    a.quiescent();  // hands the partial magazine over too
     a.advance_epoch();
     CHECK(a.collect_garbage() == 300);
     s = a.snapshot();

@@ -213,6 +213,8 @@ TEST_SUITE("unit") {
     CHECK(s.buckets[kClass64].deferred_pending == kK);
     check_buckets_are_sums(s);
 
+    a.flush_thread_cache();  // hands the magazine for shard 0 over
+    CHECK(a.snapshot().buckets[kClass64].deferred_pending == kK);
     a.advance_epoch();
     CHECK(a.collect_garbage() == kK);
     s = a.snapshot();

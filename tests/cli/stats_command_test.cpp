@@ -176,7 +176,7 @@ TEST_SUITE("unit") {
     const std::string text = format_stats(r.doc, "http://127.0.0.1:8080");
     CAPTURE(text);
 
-    CHECK(text.rfind("sydradb allocator at http://127.0.0.1:8080 (stats document version 1)\n", 0) == 0);
+    CHECK(text.rfind("sydradb allocator at http://127.0.0.1:8080 (stats document version 2)\n", 0) == 0);
     CHECK(summary_value(text, "mode") == "sharded");
     CHECK(summary_value(text, "shards") == "2, sharding enabled, slabs of 64.0 KiB");
     CHECK(summary_value(text, "shard hits").find(std::to_string(r.stats.shard_alloc_hits) + " (") == 0);

@@ -116,7 +116,7 @@ std::uint64_t u64(const json& j, const std::string& key) {
 // Checks the document's shape (every documented key) and its arithmetic.
 void check_alloc_stats(const json& doc) {
   check_has_fields(doc, {"version", "allocator_mode", "small_pool", "memory"}, "document");
-  CHECK(doc["version"] == 1);
+  CHECK(doc["version"] == 2);
   const json& sp = doc["small_pool"];
   check_has_fields(sp, kSmallPoolFields, "small_pool");
   check_has_fields(sp["epoch"], kEpochFields, "small_pool.epoch");
