@@ -9,8 +9,8 @@
 //   4. blocks from slabs: a partial slab's free list (reads each block's link), then
 //      carving (writes nothing into the blocks), a new slab when none is partial.
 // Nothing here returns memory to the OS, faults a page in or walks an unbounded list; the
-// one loop over epoch records (try_advance_bounded) reads at most kRefillEpochRecords of
-// them and runs outside the shard lock.
+// loop over epoch records (try_advance_bounded) reads at most kRefillEpochRecords of them,
+// twice at most, and only when deferred blocks are waiting for the epoch.
 
 #include <cstring>
 
@@ -114,7 +114,6 @@ Magazine* SmallPoolAllocator::fill_from_shard(ThreadState& st, std::uint32_t cls
   Shard& sh = shard(st.shard);
   RetireNode* spent = nullptr;
   Magazine* m;
-  bool waiting = false;  // deferred nodes exist but none is safe yet
   {
     ScopedLock guard(sh.lock, sh.lock_stats[cls]);
     ++sh.pool.class_pool(cls).refills;
@@ -122,13 +121,23 @@ Magazine* SmallPoolAllocator::fill_from_shard(ThreadState& st, std::uint32_t cls
     if (m != nullptr) {
       counter_add(st.paths.alloc_depot, std::uint64_t{1});
     } else {
-      if (sh.has_deferred()) {
+      if (sh.has_deferred(cls)) {
         // 3. Reuse what other shards' threads gave back rather than grow.
-        if (sh.collect(epoch_.cheap_safe_epoch(), kRefillReclaimNodes, spent) > 0) {
+        std::size_t got = sh.collect_class(cls, epoch_.cheap_safe_epoch(), kRefillReclaimNodes, spent);
+        // Nothing old enough: move the epoch on (a node needs two advances after its tag)
+        // rather than take new memory while blocks wait. With no maintenance tick
+        // (libsydralloc.so) nobody else would, and a producer -> consumer pair would grow
+        // the backlog without bound. Each step reads at most kRefillEpochRecords records.
+        for (int step = 0; got == 0 && step < 2 && sh.deferred_waiting(cls, epoch_.cheap_safe_epoch());
+             ++step) {
+          counter_add(st.paths.alloc_epoch_step, std::uint64_t{1});
+          if (!epoch_.try_advance_bounded(kRefillEpochRecords)) break;
+          got = sh.collect_class(cls, epoch_.cheap_safe_epoch(), kRefillReclaimNodes, spent);
+        }
+        if (got > 0) {
           counter_add(st.paths.alloc_reclaim, std::uint64_t{1});
           m = sh.depot_pop(cls);
         }
-        waiting = !sh.backlog.ready(epoch_.cheap_safe_epoch()) && !sh.backlog.empty();
       }
       if (m == nullptr) {
         // 4. From slabs, into an empty magazine.
@@ -147,13 +156,6 @@ Magazine* SmallPoolAllocator::fill_from_shard(ThreadState& st, std::uint32_t cls
     }
   }
   in_->recycle_nodes(spent);
-  if (waiting) {
-    // Nothing deferred to this shard is old enough yet. With no maintenance tick
-    // (libsydralloc.so) nobody else moves the epoch on: take one bounded step, outside
-    // the lock, so that a later refill can reclaim.
-    counter_add(st.paths.alloc_epoch_step, std::uint64_t{1});
-    epoch_.try_advance_bounded(kRefillEpochRecords);
-  }
   return m;
 }
 

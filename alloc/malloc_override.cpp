@@ -244,6 +244,14 @@ void* pvalloc(std::size_t size) noexcept {
   return allocate_aligned(page, rounded);
 }
 
+// The calling thread's slow-path counters (sydra::alloc::PathStats, alloc/stats.hpp), for
+// benchmarks that attribute each call to the path it took (bench_alloc --paths); nullptr
+// before the thread's first call. Not an allocation function: for diagnostics only.
+const void* sydra_alloc_thread_paths() noexcept {
+  SmallPoolAllocator* a = g_allocator.load(std::memory_order_acquire);
+  return a != nullptr ? a->current_thread_paths() : nullptr;
+}
+
 std::size_t malloc_usable_size(void* p) noexcept {
   if (p == nullptr) return 0;
   if (SmallPoolAllocator* a = g_allocator.load(std::memory_order_acquire)) return a->usable_size(p);

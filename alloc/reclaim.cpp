@@ -75,16 +75,15 @@ std::size_t SmallPoolAllocator::collect_garbage() noexcept {
     Shard& sh = shard(i);
     // Walk the new nodes before taking the lock, then reclaim in chunks so that the
     // shard's own threads are never kept waiting for long.
-    DeferredBacklog::Batch taken = DeferredBacklog::prepare(sh.deferred);
+    Shard::Taken taken = sh.prepare();
     const std::uint64_t safe = epoch_.min_observed();
     for (bool more = true; more;) {
       RetireNode* spent = nullptr;
       {
         ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);
         reclaimed += sh.collect(taken, safe, kCollectChunk, spent);
-        more = sh.backlog.ready(safe);
+        more = sh.deferred_ready(safe);
       }
-      taken = {};
       in_->recycle_nodes(spent);
     }
     ScopedLock guard(sh.lock, sh.lock_stats[kMaintenanceSlot]);

@@ -200,19 +200,22 @@ bool SlabPool::is_valid() const noexcept {
 Shard::~Shard() {
   for (std::uint32_t c = 0; c < kNumClasses; ++c) {
     ClassDepot& d = depots_[c];
-    while (Magazine* m = d.full.pop()) pool.put_array(m->blocks, m->count, c);
+    while (d.count > 0) {
+      Magazine* m = d.full[--d.count];
+      pool.put_array(m->blocks, m->count, c);
+    }
     if (d.loose != nullptr) pool.put_array(d.loose->blocks, d.loose->count, c);
   }
 }
 
 Magazine* Shard::depot_pop(std::uint32_t cls) noexcept {
   ClassDepot& d = depots_[cls];
-  Magazine* m = d.full.pop();
-  if (m != nullptr) {
-    if (d.full.size < d.low_water) d.low_water = d.full.size;
+  if (d.count > 0) {
+    Magazine* m = d.full[--d.count];
+    if (d.count < d.low_water) d.low_water = d.count;
     return m;
   }
-  m = d.loose;  // reclaimed single blocks: reused now rather than when 128 have gathered
+  Magazine* m = d.loose;  // reclaimed single blocks: reused now rather than when 128 have gathered
   d.loose = nullptr;
   return m;
 }
@@ -221,8 +224,8 @@ bool Shard::depot_push(std::uint32_t cls, Magazine* m) noexcept {
   SYDRA_ASSERT(m->cls == cls && m->full(), "magazine of class %u with %u blocks pushed to depot %u", m->cls,
                m->count, cls);
   ClassDepot& d = depots_[cls];
-  if (d.full.size < kDepotMagazines) {
-    d.full.push(m);
+  if (d.count < kDepotMagazines) {
+    d.full[d.count++] = m;
     return true;
   }
   pool.put_array(m->blocks, m->count, cls);
@@ -254,7 +257,7 @@ void Shard::depot_add(std::uint32_t cls, void* const* blocks, std::uint32_t n) n
 
 std::uint64_t Shard::depot_blocks(std::uint32_t cls) const noexcept {
   const ClassDepot& d = depots_[cls];
-  return std::uint64_t{d.full.size} * class_batch(cls) + (d.loose != nullptr ? d.loose->count : 0);
+  return std::uint64_t{d.count} * class_batch(cls) + (d.loose != nullptr ? d.loose->count : 0);
 }
 
 Magazine* Shard::take_empty() noexcept {
@@ -311,15 +314,35 @@ std::size_t Shard::reclaim_node(void* node, NodeKind kind) noexcept {
 }
 
 std::size_t Shard::collect(std::uint64_t safe_epoch, std::size_t budget, RetireNode*& spent_nodes) noexcept {
-  backlog.take(deferred);
-  return collect(DeferredBacklog::Batch{}, safe_epoch, budget, spent_nodes);
+  std::size_t blocks = 0;
+  for (std::uint32_t c = 0; c < kNumClasses && budget > 0; ++c) {
+    ClassDeferred& d = deferred_[c];
+    d.backlog.take(d.queue);
+    std::size_t nodes = 0;
+    blocks += d.backlog.reclaim(safe_epoch, budget, spent_nodes, [&](void* node, NodeKind kind) {
+      ++nodes;
+      return reclaim_node(node, kind);
+    });
+    budget -= nodes;
+  }
+  return blocks;
 }
 
-std::size_t Shard::collect(const DeferredBacklog::Batch& taken, std::uint64_t safe_epoch, std::size_t budget,
+std::size_t Shard::collect(Taken& taken, std::uint64_t safe_epoch, std::size_t budget,
                            RetireNode*& spent_nodes) noexcept {
-  backlog.append(taken);
-  return backlog.reclaim(safe_epoch, budget, spent_nodes,
-                         [this](void* node, NodeKind kind) { return reclaim_node(node, kind); });
+  for (std::uint32_t c = 0; c < kNumClasses; ++c) {
+    deferred_[c].backlog.append(taken[c]);
+    taken[c] = {};
+  }
+  return collect(safe_epoch, budget, spent_nodes);
+}
+
+std::size_t Shard::collect_class(std::uint32_t cls, std::uint64_t safe_epoch, std::size_t budget,
+                                 RetireNode*& spent_nodes) noexcept {
+  ClassDeferred& d = deferred_[cls];
+  d.backlog.take(d.queue);
+  return d.backlog.reclaim(safe_epoch, budget, spent_nodes,
+                           [this](void* node, NodeKind kind) { return reclaim_node(node, kind); });
 }
 
 std::uint32_t Shard::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexcept {
@@ -327,12 +350,15 @@ std::uint32_t Shard::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexc
   trim_window_start_ns_ = now_ns;
   for (std::uint32_t c = 0; c < kNumClasses; ++c) {
     ClassDepot& d = depots_[c];
-    for (std::uint32_t unused = d.low_water; unused > 0 && !d.full.empty(); --unused) {
-      Magazine* m = d.full.pop();
-      pool.put_array(m->blocks, m->count, c);
-      put_empty(m);
+    // The oldest magazines (bottom of the stack) are the ones that stayed unused.
+    const std::uint32_t unused = d.low_water < d.count ? d.low_water : d.count;
+    for (std::uint32_t i = 0; i < unused; ++i) {
+      pool.put_array(d.full[i]->blocks, d.full[i]->count, c);
+      put_empty(d.full[i]);
     }
-    d.low_water = d.full.size;
+    for (std::uint32_t i = unused; i < d.count; ++i) d.full[i - unused] = d.full[i];
+    d.count -= unused;
+    d.low_water = d.count;
     if (Magazine* m = d.loose) {
       d.loose = nullptr;
       pool.put_array(m->blocks, m->count, c);
@@ -348,15 +374,15 @@ std::uint32_t Shard::trim(std::uint64_t now_ns, std::uint64_t interval_ns) noexc
 bool Shard::depots_valid() const noexcept {
   for (std::uint32_t c = 0; c < kNumClasses; ++c) {
     const ClassDepot& d = depots_[c];
-    std::uint32_t n = 0;
-    for (const Magazine* m = d.full.head; m != nullptr; m = m->next, ++n) {
+    for (std::uint32_t k = 0; k < d.count; ++k) {
+      const Magazine* m = d.full[k];
       if (m->cls != c || !m->full()) return false;
       for (std::uint32_t i = 0; i < m->count; ++i) {
         const SlabMeta& slab = pool.space().meta_of(m->blocks[i]);
         if (!pool.space().contains(m->blocks[i]) || slab.owner != id_ || slab.cls != c) return false;
       }
     }
-    if (n != d.full.size) return false;
+    if (d.count > kDepotMagazines) return false;
     if (d.loose != nullptr && (d.loose->cls != c || d.loose->count >= class_batch(c))) return false;
   }
   return true;

@@ -17,15 +17,16 @@
 // their slabs only when a depot is full, when decay finds magazines unused for a whole
 // interval, or when the allocator is destroyed.
 //
-// A Shard also owns the deferred queue: magazines of its blocks freed by other shards'
-// threads (and blocks retired by anyone) are pushed there lock-free, tagged with the global
-// epoch, and reclaimed by collect() into the depot once the epoch has passed (epoch.hpp).
+// A Shard also owns the deferred queues, one per class: magazines of its blocks freed by
+// other shards' threads (and blocks retired by anyone) are pushed there lock-free, tagged
+// with the global epoch, and reclaimed by collect() into the depot once the epoch has
+// passed (epoch.hpp). One queue per class lets a refill reclaim exactly what it needs.
 //
 // Who may touch what
-//   - Every SlabPool method and every Shard member except the deferred queue, hand_off(),
-//     defer*() and deferred_in require the shard's lock (the legacy buckets: their own
-//     lock and pool per size class).
-//   - deferred / deferred_in: any thread, lock-free.
+//   - Every SlabPool method and every Shard member except hand_off(), defer*(),
+//     has_deferred(), prepare() and deferred_in require the shard's lock (the legacy
+//     buckets: their own lock and pool per size class).
+//   - the deferred queues and deferred_in: any thread, lock-free.
 #pragma once
 
 #include <array>
@@ -137,9 +138,12 @@ class SlabPool {
 // Index of the LockStats slot for work that is not about one size class.
 inline constexpr std::uint32_t kMaintenanceSlot = kNumClasses;
 
-// Full magazines of one class kept by a shard, and the loose one filling up.
+// Full magazines of one class kept by a shard (an array in the shard: a refill reads no
+// line another core wrote but the magazine's own), and the loose one filling up.
 struct ClassDepot {
-  MagazineStack full;
+  static constexpr std::uint32_t kMagazines = 16;
+  Magazine* full[kMagazines] = {};
+  std::uint32_t count = 0;
   std::uint32_t low_water = 0;  // fewest full magazines since the last trim
   Magazine* loose = nullptr;    // not full; single reclaimed blocks gather here
 };
@@ -148,7 +152,7 @@ class Shard {
  public:
   // Full magazines a depot keeps per class; beyond, a flushed magazine's blocks go back
   // into their slabs (so a shard's cached memory is bounded).
-  static constexpr std::uint32_t kDepotMagazines = 16;
+  static constexpr std::uint32_t kDepotMagazines = ClassDepot::kMagazines;
   // Empty magazines a shard keeps for its threads; beyond, they go to the allocator's pool.
   static constexpr std::uint32_t kKeptEmpties = 16;
 
@@ -162,17 +166,36 @@ class Shard {
   // A block of this shard freed by a thread with no cache (exiting), or retired.
   void defer(void* block, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
-    deferred.push_block(block, epoch);
+    deferred_[cls].queue.push_block(block, epoch);
   }
   void defer_retired(RetireNode* node, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
-    deferred.push(node, epoch, NodeKind::kRetireNode);
+    deferred_[cls].queue.push(node, epoch, NodeKind::kRetireNode);
   }
   // A magazine of this shard's blocks, freed by another shard's threads (who count them).
   void hand_off(Magazine* m, std::uint64_t epoch) noexcept {
-    deferred.push(&m->node, epoch, NodeKind::kMagazineNode);
+    deferred_[m->cls].queue.push(&m->node, epoch, NodeKind::kMagazineNode);
   }
-  bool has_deferred() const noexcept { return !backlog.empty() || deferred.maybe_nonempty(); }
+  bool has_deferred() const noexcept {
+    for (const ClassDeferred& d : deferred_)
+      if (!d.backlog.empty() || d.queue.maybe_nonempty()) return true;
+    return false;
+  }
+  bool has_deferred(std::uint32_t cls) const noexcept {
+    return !deferred_[cls].backlog.empty() || deferred_[cls].queue.maybe_nonempty();
+  }
+  // Whether the backlog of class cls holds nodes not yet old enough at safe_epoch.
+  bool deferred_waiting(std::uint32_t cls, std::uint64_t safe_epoch) const noexcept {
+    const DeferredBacklog& b = deferred_[cls].backlog;
+    return !b.empty() && !b.ready(safe_epoch);
+  }
+  // Takes (and walks) what was deferred so far, without the lock: for collect(taken, ...).
+  using Taken = std::array<DeferredBacklog::Batch, kNumClasses>;
+  Taken prepare() noexcept {
+    Taken taken;
+    for (std::uint32_t c = 0; c < kNumClasses; ++c) taken[c] = DeferredBacklog::prepare(deferred_[c].queue);
+    return taken;
+  }
 
   // ---- under `lock` ---------------------------------------------------------------------
   // A full magazine of class cls; else the loose one if it holds any block; else nullptr.
@@ -183,19 +206,28 @@ class Shard {
   // Adds n blocks of class cls (single reclaimed blocks, a partial magazine's contents).
   void depot_add(std::uint32_t cls, void* const* blocks, std::uint32_t n) noexcept;
   std::uint64_t depot_blocks(std::uint32_t cls) const noexcept;
-  std::uint32_t depot_magazines(std::uint32_t cls) const noexcept { return depots_[cls].full.size; }
+  std::uint32_t depot_magazines(std::uint32_t cls) const noexcept { return depots_[cls].count; }
 
   // Empty magazines: kept ones first, then the allocator's pool.
   Magazine* take_empty() noexcept;
   void put_empty(Magazine* m) noexcept;
 
-  // Takes what was deferred since the last call into the backlog, then reclaims up to
-  // `budget` nodes whose batch is older than `safe_epoch` into the depot; external nodes it
+  // Takes what was deferred since the last call into the backlogs, then reclaims up to
+  // `budget` nodes whose batch is older than `safe_epoch` into the depots; external nodes it
   // is done with are linked onto spent_nodes. Returns how many blocks were reclaimed.
   std::size_t collect(std::uint64_t safe_epoch, std::size_t budget, RetireNode*& spent_nodes) noexcept;
-  // Same, with the new nodes taken (and walked) beforehand without the lock.
-  std::size_t collect(const DeferredBacklog::Batch& taken, std::uint64_t safe_epoch, std::size_t budget,
+  // Same, with the new nodes taken (and walked) beforehand without the lock (prepare()).
+  std::size_t collect(Taken& taken, std::uint64_t safe_epoch, std::size_t budget,
                       RetireNode*& spent_nodes) noexcept;
+  // Same, for one class only: what a refill of that class does.
+  std::size_t collect_class(std::uint32_t cls, std::uint64_t safe_epoch, std::size_t budget,
+                            RetireNode*& spent_nodes) noexcept;
+  // Whether any class's oldest batch may be reclaimed at safe_epoch.
+  bool deferred_ready(std::uint64_t safe_epoch) const noexcept {
+    for (const ClassDeferred& d : deferred_)
+      if (d.backlog.ready(safe_epoch)) return true;
+    return false;
+  }
 
   // Decay (maintenance tick), once every `interval_ns`: magazines that stayed in a depot for
   // the whole interval and the loose ones go back into their slabs (they pin slabs that could
@@ -209,15 +241,20 @@ class Shard {
   InstrumentedLock lock;
   std::array<LockStats, kNumClasses + 1> lock_stats{};  // per class + maintenance
   SlabPool pool;
-  DeferredQueue deferred;
   std::array<std::atomic<std::uint64_t>, kNumClasses> deferred_in{};  // defer(), retire(), exited threads
-  DeferredBacklog backlog;  // taken off `deferred`, not yet reclaimed (under lock)
   ThreadCounters retired;   // exited / rebound threads and direct paths (under lock)
   PathStats retired_paths;  // slow-path entries of exited / rebound threads (under lock)
 
  private:
   std::size_t reclaim_node(void* node, NodeKind kind) noexcept;
 
+  // Per class: the lock-free queue other threads push to (on a cache line of its own), and
+  // the backlog taken off it, not yet reclaimed (under lock).
+  struct alignas(64) ClassDeferred {
+    DeferredQueue queue;
+    alignas(64) DeferredBacklog backlog;
+  };
+  std::array<ClassDeferred, kNumClasses> deferred_{};
   MagazinePool& magazines_;
   std::array<ClassDepot, kNumClasses> depots_{};
   MagazineStack empties_;

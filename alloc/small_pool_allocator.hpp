@@ -46,16 +46,6 @@ struct Options {
   // at once). collect_garbage() returns those that stayed unused since its previous call.
   std::uint32_t retained_empty_slabs = 64;
   std::uint32_t empty_slab_decay_ms = 1000;
-  // Refills reclaim deferred blocks (cross-shard frees) whenever their shard has some, not
-  // only when the class would need a new slab. For processes with no maintenance tick
-  // calling collect_garbage(): on in libsydralloc.so, where nothing else would reclaim
-  // them and a producer/consumer pair of threads would grow the backlog without bound.
-#if SYDRA_ALLOC_LIBC_FALLBACK
-  bool eager_reclaim = true;
-#else
-  bool eager_reclaim = false;
-#endif
-
   // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
   // SYDRA_ALLOC_SHARDS (integer) and SYDRA_ALLOC_RESERVE_MB. Never allocates.
   static Options from_environment() noexcept;

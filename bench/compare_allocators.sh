@@ -32,6 +32,27 @@
 # command's standard output was identical under every allocator (it should be). Writes
 # OUTDIR/workload_summary.txt, workload.csv (medians and ratios), workload_rounds.csv.
 #
+# The peer suite: every bench_alloc workload, then the real programs, each with the same
+# interleaved rounds, and a report against the targets (docs/benchmarks.md):
+#
+# usage: bench/compare_allocators.sh [--rounds R] [--sydralloc LIB] --suite BENCH_ALLOC [OUTDIR] [--seconds S]
+#   runs, each into OUTDIR/<name>/ as above (default OUTDIR build/suite, S 2 seconds):
+#     adr30          --workload=adr --threads 2 --remote-free-percent 30 (the ADR's mix)
+#     adr100         --workload=adr --threads 2 --remote-free-percent 100 (every free remote)
+#     single         --workload=single (one thread, no remote frees: the fast paths)
+#     xmalloc        --workload=xmalloc --threads 2 (producer -> consumer; RSS over time)
+#     larson         --workload=larson --threads 2 (server-like: objects outlive threads)
+#     cache-scratch  --workload=cache-scratch --threads 2 (false sharing)
+#     python, redis, sort  the real programs (--workload built-ins)
+#   then OUTDIR/suite_summary.txt (every workload side by side, targets met or missed) and
+#   OUTDIR/rss_xmalloc.png (RSS over time in the producer -> consumer run, every allocator).
+#
+# Built-in `redis`: redis-server (Debian's, --io-threads 2) on a free loopback port under
+# the allocator, driven by redis-benchmark (not preloaded) with SET/GET/LPUSH/LPOP/HSET of
+# 128-byte values from 50 clients; it prints METRIC lines (requests/s and p99 per test),
+# which the workload report shows as medians beside wall, CPU and RSS. Any command may print
+# `METRIC name value` lines: they are reported and left out of the identical-output check.
+#
 # The machine is shared and noisy: compare the ratios, which are taken within one round set.
 set -euo pipefail
 
@@ -39,8 +60,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 rounds="${ROUNDS:-5}"
 workload=""
 sydralloc=""
+suite=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --suite) suite=1; shift ;;
     --rounds) rounds="${2:?--rounds needs a value}"; shift 2 ;;
     --rounds=*) rounds="${1#--rounds=}"; shift ;;
     --workload) workload="${2:?--workload needs a command}"; shift 2 ;;
@@ -58,6 +81,51 @@ fi
 command -v python3 >/dev/null || { echo "compare_allocators: python3 is needed for the report" >&2; exit 2; }
 libdir=/usr/lib/x86_64-linux-gnu
 
+if [[ $suite -eq 1 ]]; then
+  # ---- the peer suite ------------------------------------------------------------------
+  bench="${1:?--suite needs the bench_alloc binary}"
+  shift
+  outdir="build/suite"
+  if [[ $# -gt 0 && "$1" != -* ]]; then
+    outdir="$1"
+    shift
+  fi
+  seconds=2
+  if [[ "${1:-}" == "--seconds" ]]; then seconds="${2:?--seconds needs a value}"; shift 2; fi
+  [[ $# -eq 0 ]] || { echo "compare_allocators: --suite takes [OUTDIR] [--seconds S] only" >&2; exit 2; }
+  mkdir -p "$outdir"
+  extra=()
+  [[ -n "$sydralloc" ]] && extra=(--sydralloc "$sydralloc")
+  declare -A args=(
+    [adr30]="--workload=adr --threads 2 --remote-free-percent 30"
+    [adr100]="--workload=adr --threads 2 --remote-free-percent 100"
+    [single]="--workload=single"
+    [xmalloc]="--workload=xmalloc --threads 2"
+    [larson]="--workload=larson --threads 2"
+    [cache-scratch]="--workload=cache-scratch --threads 2"
+  )
+  failed=0
+  for name in adr30 adr100 single xmalloc larson cache-scratch; do
+    echo "=== suite: $name" >&2
+    # shellcheck disable=SC2086  # the argument lists above are word lists
+    bash "$0" --rounds "$rounds" "${extra[@]}" "$bench" "$outdir/$name" ${args[$name]} --seconds "$seconds" \
+      >"$outdir/$name.log" 2>&1 || failed=1
+    tail -n +1 "$outdir/$name/summary.txt" 2>/dev/null | sed -n '1,40p' >&2 || true
+  done
+  for program in python redis sort; do
+    echo "=== suite: $program" >&2
+    bash "$0" --rounds "$rounds" "${extra[@]}" --workload "$program" "$outdir/$program" \
+      >"$outdir/$program.log" 2>&1 || failed=1
+  done
+  python3 "$here/suite_report.py" "$outdir" | tee "$outdir/suite_summary.txt"
+  if command -v gnuplot >/dev/null && [[ -s "$outdir/rss_xmalloc.dat" ]]; then
+    gnuplot -e "dat='$outdir/rss_xmalloc.dat'; out='$outdir/rss_xmalloc.png'" "$here/plot_rss.gp"
+    echo "plot: $outdir/rss_xmalloc.png"
+  fi
+  [[ $failed -eq 0 ]] || { echo "compare_allocators: some suite runs failed (see $outdir/*.log)" >&2; exit 1; }
+  exit 0
+fi
+
 if [[ -n "$workload" ]]; then
   # ---- external workloads -------------------------------------------------------------
   outdir="${1:-build/compare-workload}"
@@ -68,6 +136,7 @@ if [[ -n "$workload" ]]; then
   [[ -x "$py" ]] || py="$(command -v python3)"
   case "$workload" in
     python) cmd="PYTHONMALLOC=malloc $py $here/../tests/preload/alloc_heavy.py" ;;
+    redis) cmd="bash $here/redis_workload.sh" ;;
     pymalloc) cmd="$py $here/../tests/preload/alloc_heavy.py" ;;
     sort)
       if [[ ! -s "$outdir/sort_input.txt" ]]; then
@@ -114,7 +183,18 @@ for r in range(1, rounds + 1):
         proc = subprocess.Popen(["bash", "-c", cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         digest = hashlib.sha256()
         out = proc.stdout.read()
-        digest.update(out)
+        metrics = {}
+        kept = []
+        for line in out.decode(errors="replace").splitlines(keepends=True):
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "METRIC":
+                try:
+                    metrics[parts[1]] = float(parts[2])
+                except ValueError:
+                    kept.append(line)
+            else:
+                kept.append(line)
+        digest.update("".join(kept).encode())
         err = proc.stderr.read()
         _, status, ru = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
@@ -127,7 +207,7 @@ for r in range(1, rounds + 1):
         # ru_maxrss of the waited child: the largest resident set among the processes of
         # the tree that were waited for (KiB).
         runs[name].append({"round": r, "ok": code == 0, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
-                           "rss_peak_mib": ru.ru_maxrss / 1024})
+                           "rss_peak_mib": ru.ru_maxrss / 1024, "metrics": metrics})
         outputs[name].add(digest.hexdigest())
 
 base = "glibc"
@@ -156,6 +236,28 @@ for n, _ in arms:
 widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
 for row in [header] + rows:
     lines.append("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))))
+metric_names = sorted({k for n, _ in arms for x in runs[n] for k in x["metrics"]})
+if metric_names:
+    lines.append("")
+    lines.append(f"METRIC lines printed by the command: medians (x) = ratio to {base}")
+    mrows = []
+    for n, _ in arms:
+        cells = [n]
+        for k in metric_names:
+            vals = [x["metrics"][k] for x in runs[n] if x["ok"] and k in x["metrics"]]
+            v = statistics.median(vals) if vals else None
+            bvals = [x["metrics"][k] for x in runs.get(base, []) if x["ok"] and k in x["metrics"]]
+            b = statistics.median(bvals) if bvals else None
+            text = "-" if v is None else f"{v:.3f}"
+            if v is not None and b and n != base:
+                text += f" ({v / b:.2f}x)"
+            cells.append(text)
+            table.setdefault(n, {})[k] = v
+        mrows.append(cells)
+    mheader = ["allocator"] + metric_names
+    mwidths = [max(len(str(x)) for x in col) for col in zip(mheader, *mrows)]
+    for row in [mheader] + mrows:
+        lines.append("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, mwidths))))
 if len(all_outputs) != 1:
     lines.append("")
     lines.append("warning: the command's output was not the same under every allocator and round")
@@ -165,11 +267,12 @@ with open(os.path.join(outdir, "workload_summary.txt"), "w") as f:
     f.write(text)
 with open(os.path.join(outdir, "workload.csv"), "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["allocator", "rounds"] + cols + [f"{c}_vs_{base}" for c in cols] + ["output_identical"])
+    allcols = cols + metric_names
+    w.writerow(["allocator", "rounds"] + allcols + [f"{c}_vs_{base}" for c in allcols] + ["output_identical"])
     for n, _ in arms:
-        ratios = [(table[n][c] / table[base][c]) if base in table and table[n][c] and table[base][c] else None
-                  for c in cols]
-        w.writerow([n, len(runs[n])] + [table[n][c] for c in cols] + ratios + [int(len(all_outputs) == 1)])
+        ratios = [(table[n][c] / table[base][c]) if base in table and table[n].get(c) and table[base].get(c) else None
+                  for c in allcols]
+        w.writerow([n, len(runs[n])] + [table[n].get(c) for c in allcols] + ratios + [int(len(all_outputs) == 1)])
 with open(os.path.join(outdir, "workload_rounds.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["allocator", "round", "ok"] + cols)

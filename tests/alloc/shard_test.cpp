@@ -51,8 +51,9 @@ TEST_SUITE("unit") {
     SlabPool pool(space, 0, 1);
     std::vector<void*> blocks = take_blocks(pool, 3, 10);
     REQUIRE(blocks.size() == 10);
-    // Carving writes nothing: a fresh slab's pages are not even resident yet.
-    CHECK(space.resident_bytes() == 0);
+    // Carving writes nothing (debug builds fill carved blocks like freed ones): a fresh
+    // slab's pages are not even resident yet.
+    if (!SYDRA_ALLOC_DEBUG) CHECK(space.resident_bytes() == 0);
     CHECK(std::set<void*>(blocks.begin(), blocks.end()).size() == 10);
     char* start = space.slab_start(space.meta_of(blocks[0]));
     for (void* b : blocks) {

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 namespace sydra::alloc {
 namespace {
 
@@ -33,21 +35,23 @@ TEST_SUITE("unit") {
     static_assert(size_to_class(64) == 3);
     static_assert(class_to_size(size_to_class(100)) == 112);
     static_assert(size_to_class(255) == 11);
-    static_assert(class_batch(0) == kMagazineCapacity);
-    static_assert(class_batch(11) == kMagazineCapacity / 2);
+    static_assert(class_batch(0) == kMagazineCapacity);  // 16 KiB / 16 B = 1024, capped at 256
+    static_assert(class_batch(7) == 128);                // 16 KiB / 128 B
+    static_assert(class_batch(11) == 64);                // 16 KiB / 256 B
     CHECK(true);
   }
 
-  TEST_CASE("a magazine holds 128 blocks up to 128 B and 64 above, never more than its array") {
+  TEST_CASE("a magazine holds about 16 KiB of blocks, between 64 and 256 of them") {
     std::uint32_t cached_bytes = 0;
     for (std::uint32_t c = 0; c < kNumClasses; ++c) {
       CAPTURE(c);
       const std::uint32_t batch = class_batch(c);
+      CHECK(batch >= 64);
       CHECK(batch <= kMagazineCapacity);
-      CHECK(batch == (class_to_size(c) <= 128 ? 128u : 64u));
+      CHECK(batch == std::clamp<std::uint32_t>(16384 / class_to_size(c), 64, 256));
       cached_bytes += 2 * batch * class_to_size(c);  // a bin holds two magazines at most
     }
-    CHECK(cached_bytes == 253952);  // 248 KiB per thread at most, as size_class.hpp says
+    CHECK(cached_bytes == 343424);  // 335 KiB per thread at most, as size_class.hpp says
   }
 }
 
