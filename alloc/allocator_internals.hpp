@@ -52,7 +52,7 @@ inline std::uint32_t fallback_bucket(std::size_t size) noexcept {
 // reclamation, kCollectChunk nodes per lock hold.
 inline constexpr std::size_t kRefillReclaimNodes = 4;
 inline constexpr std::size_t kRefillEpochRecords = 8;
-inline constexpr std::size_t kCollectChunk = 64;
+inline constexpr std::size_t kCollectChunk = 16;
 
 inline constexpr std::uint32_t kNoShardTag = 0xFE00;  // matches no slab tag (owners are <= kMaxShards)
 

@@ -68,8 +68,10 @@ void SmallPoolAllocator::free_remote(ThreadState& st, void* p, std::uint32_t tag
   space_.debug_mark_free(p, cls, "free");
   track::on_free(p, class_to_size(cls));
   RemoteCache* rc = st.remote;
-  if (SYDRA_UNLIKELY(rc == nullptr))
-    rc = st.remote = new (in_->arena.allocate(sizeof(RemoteCache))) RemoteCache{};
+  if (SYDRA_UNLIKELY(rc == nullptr)) {
+    rc = new (in_->arena.allocate(sizeof(RemoteCache))) RemoteCache{};
+    counter_store(st.remote, rc);  // snapshots read it
+  }
   const std::uint32_t slot = RemoteCache::slot(owner, cls);
   Magazine* m = rc->magazines[slot];
   if (SYDRA_UNLIKELY(m == nullptr)) {

@@ -329,6 +329,8 @@ void reclaim_under_readers(Rule rule) {
   std::thread advancer([&] {
     while (!stop.load(std::memory_order_relaxed)) advance();
   });
+  // On a loaded machine the writer could finish before a reader ever ran: wait for one.
+  while (reads.load(std::memory_order_relaxed) == 0) std::this_thread::yield();
 
   int replaced = 0;
   while (replaced < replacements) {
