@@ -74,6 +74,28 @@ class MagazinePool {
  public:
   explicit MagazinePool(MetaArena& arena) noexcept : arena_(arena) {}
 
+  // Moves up to n empty magazines from the pool onto `into`; returns how many.
+  std::uint32_t take_some(MagazineStack& into, std::uint32_t n) noexcept {
+    std::lock_guard<std::mutex> guard(mutex_);
+    std::uint32_t moved = 0;
+    for (; moved < n; ++moved) {
+      Magazine* m = empties_.pop();
+      if (m == nullptr) break;
+      into.push(m);
+    }
+    return moved;
+  }
+  // Moves n magazines from `from` back into the pool, under one lock.
+  void give_some(MagazineStack& from, std::uint32_t n) noexcept {
+    std::lock_guard<std::mutex> guard(mutex_);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      Magazine* m = from.pop();
+      if (m == nullptr) break;
+      m->count = 0;
+      empties_.push(m);
+    }
+  }
+
   // An empty magazine (count 0): from the pool, else carved.
   Magazine* take() noexcept {
     {

@@ -97,8 +97,13 @@ void SmallPoolAllocator::load_bin(ThreadState& st, std::uint32_t cls, Magazine* 
   counter_store(bin.end, &m->blocks[class_batch(cls)]);
 }
 
+// Empties move between a thread and the allocator's pool in halves of the spare stack, so a
+// thread that only hands magazines over (a consumer) or only takes them in (its producer)
+// takes the pool's mutex once per few magazines, not once per magazine.
 Magazine* SmallPoolAllocator::take_spare(ThreadState& st) noexcept {
   Magazine* m = st.spares.pop();
+  if (m == nullptr && in_->magazines.take_some(st.spares, ThreadState::kSpareMagazines / 2) > 0)
+    m = st.spares.pop();
   if (m == nullptr) m = in_->magazines.take();
   m->count = 0;
   return m;
@@ -106,11 +111,9 @@ Magazine* SmallPoolAllocator::take_spare(ThreadState& st) noexcept {
 
 void SmallPoolAllocator::give_spare(ThreadState& st, Magazine* m) noexcept {
   m->count = 0;
-  if (st.spares.size < ThreadState::kSpareMagazines) {
-    st.spares.push(m);
-  } else {
-    in_->magazines.give(m);
-  }
+  if (st.spares.size >= ThreadState::kSpareMagazines)
+    in_->magazines.give_some(st.spares, ThreadState::kSpareMagazines / 2);
+  st.spares.push(m);
 }
 
 void SmallPoolAllocator::flush_remote(ThreadState& st) noexcept {
