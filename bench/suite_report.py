@@ -2,7 +2,7 @@
 """Report for compare_allocators.sh --suite: every workload side by side, the targets of
 docs/benchmarks.md met or missed, and the RSS-over-time data of the producer -> consumer run.
 
-usage: suite_report.py OUTDIR
+usage: suite_report.py [--markdown] OUTDIR  (--markdown: tables for docs/benchmarks.md)
 Reads OUTDIR/<workload>/summary.csv (bench_alloc workloads), OUTDIR/<workload>/raw/*.json
 (RSS series) and OUTDIR/<program>/workload.csv (real programs). Writes OUTDIR/rss_xmalloc.dat.
 """
@@ -36,7 +36,14 @@ def num(row, col):
         return None
 
 
+MARKDOWN = False
+
+
 def table(title, header, rows):
+    if MARKDOWN:
+        out = [title, "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        out += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+        return "\n".join(out) + "\n"
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     out = [title]
     for row in [header] + rows:
@@ -45,7 +52,12 @@ def table(title, header, rows):
 
 
 def main():
-    outdir = sys.argv[1]
+    global MARKDOWN
+    args = sys.argv[1:]
+    if args and args[0] == "--markdown":
+        MARKDOWN = True
+        args = args[1:]
+    outdir = args[0]
     lines = []
     verdicts = []  # (workload, allocator, figure, ours, best peer, met)
     for w in WORKLOADS:
