@@ -70,7 +70,7 @@ void SmallPoolAllocator::free_remote(ThreadState& st, void* p, std::uint32_t tag
   RemoteCache* rc = st.remote;
   if (SYDRA_UNLIKELY(rc == nullptr)) {
     rc = new (in_->arena.allocate(sizeof(RemoteCache))) RemoteCache{};
-    counter_store(st.remote, rc);  // snapshots read it
+    publish(st.remote, rc);  // snapshots read it and its counts
   }
   const std::uint32_t slot = RemoteCache::slot(owner, cls);
   Magazine* m = rc->magazines[slot];

@@ -77,6 +77,18 @@ SYDRA_FAST_PATH void counter_store(T& field, T value) noexcept {
 #endif
 }
 
+// Publishes a pointer to an object this thread has just initialised, for snapshot readers:
+// a release store, so a reader that sees the pointer (read_published) sees the object's
+// initial contents. A plain `mov` on x86; used once per object, never on a fast path.
+template <class T>
+void publish(T*& field, T* value) noexcept {
+  __atomic_store_n(&field, value, __ATOMIC_RELEASE);
+}
+template <class T>
+T* read_published(T* const& field) noexcept {
+  return __atomic_load_n(&field, __ATOMIC_ACQUIRE);
+}
+
 struct ClassPool {
   SlabMeta* partial = nullptr;  // slabs with available blocks
   std::uint64_t slabs = 0;

@@ -34,7 +34,7 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
       if (!t->claimed) continue;
       const PathStats paths = PathStats::read(t->paths);
       out.paths += paths;
-      if (const RemoteCache* rc = counter_read(t->remote)) {
+      if (const RemoteCache* rc = read_published(t->remote)) {
         for (std::uint32_t o = 0; o < created; ++o)
           for (std::uint32_t k = 0; k < kNumClasses; ++k) {
             const std::uint32_t slot = RemoteCache::slot(o, k);
