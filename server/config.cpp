@@ -10,7 +10,6 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <sstream>
 #include <thread>
 
 namespace sydra::server {
@@ -27,19 +26,20 @@ struct KeySpec {
   throw ConfigError("config key '" + key + "': " + why);
 }
 
-// A value from the file as the message about it shows it: 8080 (an integer), "8080" (a
-// string).
+// A value from the file as the message about it shows it: 8080 (an integer), '8080' (a
+// string). (Not toml++'s printer: its float printing would pull libm into the binary.)
 std::string shown(const toml::node& node) {
+  if (const auto* v = node.as_string()) return "'" + v->get() + "' (a string)";
+  if (const auto* v = node.as_integer()) return std::to_string(v->get()) + " (an integer)";
+  if (const auto* v = node.as_floating_point()) {
+    char text[32];
+    const auto [end, ec] = std::to_chars(text, text + sizeof text, v->get());
+    return std::string(text, ec == std::errc() ? end : text) + " (a float)";
+  }
+  if (const auto* v = node.as_boolean()) return std::string(v->get() ? "true" : "false") + " (a boolean)";
   if (node.is_table()) return "a table";
   if (node.is_array()) return "an array";
-  std::ostringstream text;
-  node.visit([&text](const auto& value) { text << value; });
-  const char* kind = node.is_string()           ? "a string"
-                     : node.is_integer()        ? "an integer"
-                     : node.is_floating_point() ? "a float"
-                     : node.is_boolean()        ? "a boolean"
-                                                : "a date or time";
-  return text.str() + " (" + kind + ")";
+  return "a date or time";
 }
 
 [[noreturn]] void bad_type(const std::string& key, const char* expected, const toml::node& node) {
