@@ -313,15 +313,17 @@ std::string render_metrics(const MetricsInput& in) {
   // Counts per size range, not cumulative: a `le` label would make it read as a histogram
   // (one needs the sum of the sizes, which the allocator does not keep).
   w.family("sydradb_alloc_fallback_allocations_by_size_total", "counter",
-           "System-allocator allocations by requested size, per range of bytes (lower, upper].");
-  std::uint64_t lower = 0;
+           "System-allocator allocations by requested size, per range of bytes (not cumulative).");
+  // [0,512], (512,1024], ..., (1048576,+Inf)
+  std::string open = "[0";
   for (const auto& b : s.fallback.size_buckets) {
-    const std::string upper = b.upper_bound == UINT64_MAX ? "+Inf" : std::to_string(b.upper_bound);
+    const bool last = b.upper_bound == UINT64_MAX;
     w.sample("sydradb_alloc_fallback_allocations_by_size_total",
-             "size_range=\"(" + std::to_string(lower) + "," + upper +
-                 (b.upper_bound == UINT64_MAX ? ")" : "]") + "\"",
+             "size_range=\"" + open + "," +
+                 (last ? std::string("+Inf)") : std::to_string(b.upper_bound) + "]") + "\"",
              b.count);
-    lower = b.upper_bound;
+    open = "(";
+    open += std::to_string(b.upper_bound);
   }
   w.single("sydradb_alloc_reserved_bytes", "gauge", "Address space reserved for slabs.",
            s.memory.reserved_bytes);

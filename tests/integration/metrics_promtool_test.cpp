@@ -45,7 +45,9 @@ TEST_CASE("promtool check metrics passes on the daemon's real /metrics, with not
     traffic(d.port());
     const HttpResponse r = http_get(d.port(), "/metrics");
     REQUIRE(r.status == 200);
-    CHECK(contains(r.body, "sydradb_alloc_fallback_allocations_by_size_total{size_range=\"(0,512]\"}"));
+    CHECK(contains(r.body, "sydradb_alloc_fallback_allocations_by_size_total{size_range=\"[0,512]\"}"));
+    CHECK(
+        contains(r.body, "sydradb_alloc_fallback_allocations_by_size_total{size_range=\"(1048576,+Inf)\"}"));
     CHECK(contains(r.body, "sydradb_http_request_duration_seconds_bucket{"));
 
     const TempDir dir;
