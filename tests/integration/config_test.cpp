@@ -140,6 +140,12 @@ TEST_CASE("bad flags and --set values: exit 2, one line naming the key") {
   check_one_line_naming(serve_expecting_failure(dir, {"--set", "max_connections=0"}), "'max_connections'");
   check_one_line_naming(serve_expecting_failure(dir, {"--set", "no_such_key=1"}), "no_such_key");
   check_one_line_naming(serve_expecting_failure(dir, {"--set", "workers"}), "--set");
+  // --set takes one KEY=VALUE: a word after it is not taken for a second one.
+  {
+    const RunResult r = serve_expecting_failure(dir, {"--set", "workers=1", "stray"});
+    CHECK(r.status == exited_with(2));
+    CHECK(lines_of(r.err).at(0) == "sydradb serve: unexpected argument: stray");
+  }
   check_one_line_naming(serve_expecting_failure(dir, {"--allocator-mode", "fast"}), "'allocator_mode'");
   check_one_line_naming(serve_expecting_failure(dir, {"--log-level", "loud"}), "'log_level'");
   check_one_line_naming(serve_expecting_failure(dir, {"--listen", "not-an-address"}), "'listen_address'");
