@@ -15,9 +15,10 @@ inline constexpr int kExitUsage = 2;        // bad arguments or configuration
 inline constexpr int kExitUnreachable = 3;  // the daemon could not be reached
 inline constexpr int kExitHttpError = 4;    // the daemon answered with an HTTP error
 inline constexpr int kExitRejected = 5;     // `ingest`: the daemon rejected some lines (the rest are stored)
+inline constexpr int kExitNoSeries = 6;     // `query`: no series has that name and those tags
 
 struct StatsOptions {
-  std::string url = "http://127.0.0.1:8080";
+  std::string url;           // --url, else $SYDRADB_URL, else http://127.0.0.1:8080 (cli/client.hpp)
   std::string token;         // --token, else $SYDRADB_TOKEN
   bool json = false;         // print the raw /debug/alloc/stats document
   double watch_seconds = 0;  // > 0: refresh in place every this many seconds until interrupted
@@ -29,25 +30,28 @@ struct StatsOptions {
 int run_stats(const StatsOptions& options);
 
 struct IngestOptions {
-  std::string url = "http://127.0.0.1:8080";
+  std::string url;                                 // as for stats
   std::string token;                               // --token, else $SYDRADB_TOKEN
   std::string file;                                // "" or "-": standard input
+  std::string precision;                           // unit of "ts": s, ms, us, ns ("" = the daemon's, ms)
   std::size_t batch_lines = 5000;                  // lines per request at most
   std::size_t batch_bytes = std::size_t{1} << 20;  // bytes per request at most (one longer line goes alone)
   double timeout_seconds = 30;
 };
 
 // `sydradb ingest`: sends NDJSON lines (a file or standard input) to POST {url}/api/v1/ingest
-// in batches and prints the summary: lines ingested and rejected, and the rejected lines with
-// their line numbers in the input. Exit 0 when every line was stored, kExitRejected when some
-// were rejected, kExitUnreachable / kExitHttpError when a batch could not be sent or was
-// refused (the summary then says how far it got), kExitUsage for bad options or no input file.
+// in batches and prints the summary: lines ingested and rejected, the rejected lines with
+// their line numbers in the input, and the daemon's warnings. A line the daemon refuses with
+// 413 (over max_line_bytes or max_body_bytes) is rejected alone and the rest goes on. Exit 0
+// when every line was stored, kExitRejected when some were rejected, kExitUnreachable /
+// kExitHttpError when a batch could not be sent or was refused (the summary then says how
+// far it got), kExitUsage for bad options or no input file.
 int run_ingest(const IngestOptions& options);
 
 enum class QueryFormat { table, json, csv };
 
 struct QueryOptions {
-  std::string url = "http://127.0.0.1:8080";
+  std::string url;    // as for stats
   std::string token;  // --token, else $SYDRADB_TOKEN
   std::string series;
   std::string start;              // milliseconds since the Unix epoch, "now" or "now-<N><unit>"
@@ -60,8 +64,25 @@ struct QueryOptions {
 };
 
 // `sydradb query`: POST {url}/api/v1/query/range and prints the points as a table, CSV or
-// JSON. Exit codes as for `stats`.
+// JSON. Exit codes as for `stats`; when no point came back and no series has that name and
+// those tags, says which series of that name exist and exits kExitNoSeries.
 int run_query(const QueryOptions& options);
+
+enum class SeriesFormat { table, json };
+
+struct SeriesOptions {
+  std::string url;  // as for stats
+  std::string token;
+  std::string name;               // "" = every name
+  std::vector<std::string> tags;  // "key=value" each: the series must carry every one
+  SeriesFormat format = SeriesFormat::table;
+  double timeout_seconds = 30;
+};
+
+// `sydradb series [NAME] [--tag k=v ...]`: GET {url}/api/v1/series, filtered by the daemon,
+// printed as a table (name, tags, a count line) or the daemon's JSON array. Exit codes as
+// for `stats`.
+int run_series(const SeriesOptions& options);
 
 struct CompactOptions {
   std::string data_dir = "./data";  // segments are in <data_dir>/segments

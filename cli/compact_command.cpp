@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "cli/client.hpp"
 #include "cli/commands.hpp"
 #include "server/storage/segment_store.hpp"
 
@@ -29,7 +30,7 @@ int run_compact(const CompactOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(options.data_dir, ec)) {
-    std::fprintf(stderr, "sydradb compact: %s is not a data directory\n", options.data_dir.c_str());
+    print_error("compact", options.data_dir + " is not a data directory");
     return kExitFailure;
   }
   const std::string dir = (fs::path(options.data_dir) / "segments").string();
@@ -54,8 +55,13 @@ int run_compact(const CompactOptions& options) {
                 static_cast<unsigned long long>(after.segments), human_bytes(after.bytes).c_str(),
                 static_cast<unsigned long long>(after.points), dir.c_str());
     return kExitOk;
+  } catch (const storage::DirectoryInUse& e) {
+    print_error("compact",
+                std::string(e.what()) +
+                    ": stop the daemon first (compact works on a stopped daemon's data directory)");
+    return kExitFailure;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "sydradb compact: %s\n", e.what());
+    print_error("compact", e.what());
     return kExitFailure;
   }
 }

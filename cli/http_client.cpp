@@ -16,11 +16,8 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <iostream>
 
 #include "cli/url.hpp"
 
@@ -43,7 +40,7 @@ constexpr double kMaxTimeoutSeconds = 86400;
 
 [[noreturn]] void reject_url(std::string_view url, std::string_view why) {
   throw std::invalid_argument("invalid URL '" + std::string(url) + "': " + std::string(why) +
-                              " (expected http://host[:port][/path])");
+                              " (expected [http://]host[:port][/path])");
 }
 
 bool is_host_char(char c) {
@@ -91,15 +88,18 @@ HttpUrl parse_http_url(std::string_view url) {
                std::iscntrl(static_cast<unsigned char>(c)) != 0;
       }))
     reject_url(url, "it contains spaces or control characters");
+  // No scheme: host[:port][/path] means http://host[:port][/path], as for curl.
   const auto scheme_end = url.find("://");
-  if (scheme_end == std::string_view::npos) reject_url(url, "no http:// scheme");
-  const std::string_view scheme = url.substr(0, scheme_end);
-  if (iequals(scheme, "https")) {
-    reject_url(url, "https is not supported: the daemon speaks plain HTTP (reach it on loopback or a proxy)");
+  std::string_view rest = url;
+  if (scheme_end != std::string_view::npos) {
+    const std::string_view scheme = url.substr(0, scheme_end);
+    if (iequals(scheme, "https")) {
+      reject_url(url,
+                 "https is not supported: the daemon speaks plain HTTP (reach it on loopback or a proxy)");
+    }
+    if (!iequals(scheme, "http")) reject_url(url, "unsupported scheme '" + std::string(scheme) + "'");
+    rest = url.substr(scheme_end + 3);
   }
-  if (!iequals(scheme, "http")) reject_url(url, "unsupported scheme '" + std::string(scheme) + "'");
-
-  const std::string_view rest = url.substr(scheme_end + 3);
   const auto authority_end = rest.find_first_of("/?#");
   const std::string_view authority = rest.substr(0, authority_end);
   std::string_view path =
@@ -235,18 +235,6 @@ HttpResponse http_request(const std::string& method, const std::string& url, con
   out.content_type.assign(type.data(), type.size());
   out.body = std::move(response.body());
   return out;
-}
-
-std::optional<std::string> client_token(std::string_view command, const std::string& token_flag,
-                                        double timeout_seconds) {
-  if (!(timeout_seconds > 0) || !std::isfinite(timeout_seconds)) {
-    std::cerr << "sydradb " << command << ": --timeout must be a positive number of seconds" << std::endl;
-    return std::nullopt;
-  }
-  if (!token_flag.empty()) return token_flag;
-  // NOLINTNEXTLINE(concurrency-mt-unsafe): the CLI reads the environment from one thread
-  if (const char* env = std::getenv("SYDRADB_TOKEN")) return std::string(env);
-  return std::string();
 }
 
 }  // namespace sydra::cli

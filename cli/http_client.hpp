@@ -1,7 +1,6 @@
 // A small blocking HTTP/1.1 client for the CLI's commands (Beast, one request per call).
 #pragma once
 
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -26,11 +25,5 @@ class Unreachable : public std::runtime_error {
 HttpResponse http_request(const std::string& method, const std::string& url, const std::string& path,
                           const std::string& token, const std::string& body = {},
                           const std::string& content_type = "application/json", double timeout_seconds = 5);
-
-// What every client command needs before it calls the daemon: the bearer token (--token,
-// else $SYDRADB_TOKEN) and a positive, finite --timeout. nullopt after printing
-// "sydradb <command>: --timeout must be ..." to stderr (exit kExitUsage).
-std::optional<std::string> client_token(std::string_view command, const std::string& token_flag,
-                                        double timeout_seconds);
 
 }  // namespace sydra::cli

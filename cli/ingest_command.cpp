@@ -4,22 +4,51 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "cli/client.hpp"
 #include "cli/commands.hpp"
-#include "cli/http_client.hpp"
+#include "cli/query_command.hpp"
 
 namespace sydra::cli {
+
+namespace {
+
+std::string unit_name(std::string_view unit) {
+  if (unit == "s") return "seconds";
+  if (unit == "ms") return "milliseconds";
+  if (unit == "us") return "microseconds";
+  if (unit == "ns") return "nanoseconds";
+  return std::string(unit);
+}
+
+// A "ts" in `unit` as milliseconds (rounded down), as the daemon reads it; nullopt when out
+// of range.
+std::optional<std::int64_t> to_millis(std::int64_t ts, std::string_view unit) {
+  const auto floor_div = [](std::int64_t a, std::int64_t b) { return a / b - (a % b != 0 && a < 0 ? 1 : 0); };
+  if (unit == "s") {
+    std::int64_t ms = 0;
+    if (__builtin_mul_overflow(ts, std::int64_t{1000}, &ms)) return std::nullopt;
+    return ms;
+  }
+  if (unit == "us") return floor_div(ts, 1000);
+  if (unit == "ns") return floor_div(ts, 1'000'000);
+  return ts;
+}
+
+}  // namespace
 
 IngestBatcher::IngestBatcher(std::size_t max_lines, std::size_t max_bytes)
     : max_lines_(max_lines == 0 ? 1 : max_lines), max_bytes_(max_bytes == 0 ? 1 : max_bytes) {}
@@ -44,6 +73,24 @@ std::optional<IngestBatch> IngestBatcher::finish() {
   std::optional<IngestBatch> last = std::move(current_);
   current_ = IngestBatch{};
   return last;
+}
+
+std::pair<IngestBatch, IngestBatch> split_batch(const IngestBatch& batch) {
+  const std::uint64_t first_lines = batch.lines / 2;
+  std::size_t cut = 0;
+  for (std::uint64_t i = 0; i < first_lines; ++i) cut = batch.body.find('\n', cut) + 1;
+  IngestBatch first{batch.body.substr(0, cut), batch.first_line, first_lines};
+  IngestBatch second{batch.body.substr(cut), batch.first_line + first_lines, batch.lines - first_lines};
+  return {std::move(first), std::move(second)};
+}
+
+void IngestSummary::reject(std::uint64_t line, std::string error) {
+  ++rejected;
+  if (errors.size() < kMaxErrors) {
+    errors.push_back({line, std::move(error)});
+  } else {
+    ++unreported_rejections;
+  }
 }
 
 bool add_ingest_answer(IngestSummary& summary, std::string_view body, std::uint64_t first_line,
@@ -86,9 +133,41 @@ bool add_ingest_answer(IngestSummary& summary, std::string_view body, std::uint6
     }
   }
 
+  std::vector<IngestUnitWarning> warnings;
+  if (const auto it = doc.find("warnings"); it != doc.end()) {
+    if (!it->is_array()) {
+      why = "\"warnings\" in the answer is not an array";
+      return false;
+    }
+    for (const nlohmann::json& w : *it) {
+      const auto line = w.is_object() ? w.find("line") : w.end();
+      const auto lines = w.is_object() ? w.find("lines") : w.end();
+      const auto ts = w.is_object() ? w.find("ts") : w.end();
+      const auto unit = w.is_object() ? w.find("looks_like") : w.end();
+      if (line == w.end() || lines == w.end() || ts == w.end() || unit == w.end() ||
+          !line->is_number_unsigned() || line->get<std::uint64_t>() == 0 || !lines->is_number_unsigned() ||
+          !ts->is_number_integer() || !unit->is_string()) {
+        why =
+            "an entry of \"warnings\" is not {\"line\": N, \"lines\": N, \"ts\": N, \"looks_like\": \"...\"}";
+        return false;
+      }
+      warnings.push_back({unit->get<std::string>(), first_line + line->get<std::uint64_t>() - 1,
+                          ts->get<std::int64_t>(), lines->get<std::uint64_t>()});
+    }
+  }
+
   summary.ingested += ingested;
   summary.rejected += rejected;
   ++summary.batches;
+  for (IngestUnitWarning& w : warnings) {
+    const auto same = std::find_if(summary.warnings.begin(), summary.warnings.end(),
+                                   [&](const IngestUnitWarning& o) { return o.looks_like == w.looks_like; });
+    if (same == summary.warnings.end()) {
+      summary.warnings.push_back(std::move(w));
+    } else {
+      same->lines += w.lines;
+    }
+  }
   const std::uint64_t listed = reports.size();
   for (IngestLineReport& r : reports) {
     if (summary.errors.size() < IngestSummary::kMaxErrors) {
@@ -111,6 +190,17 @@ std::string format_ingest_summary(const IngestSummary& summary) {
     out += "  ... and " + std::to_string(summary.unreported_rejections) + " more rejected line" +
            (summary.unreported_rejections == 1 ? "" : "s") + " not listed\n";
   }
+  for (const IngestUnitWarning& w : summary.warnings) {
+    out += "  warning: line " + std::to_string(w.line);
+    if (w.lines > 1) out += " and " + std::to_string(w.lines - 1) + " more";
+    out += ": \"ts\" " + std::to_string(w.ts) + " looks like " + unit_name(w.looks_like) +
+           " but is read as " + unit_name(summary.precision);
+    if (const auto ms = to_millis(w.ts, summary.precision)) out += " (" + format_utc_millis(*ms) + ")";
+    out += "; pass --precision " + w.looks_like + ", or send " + unit_name(summary.precision) + "\n";
+  }
+  if (summary.stopped_at_line > 0)
+    out += "  stopped at line " + std::to_string(summary.stopped_at_line) +
+           ": it and the lines after it are not stored\n";
   return out;
 }
 
@@ -118,18 +208,6 @@ namespace {
 
 constexpr int kMaxBusyRetries = 10;
 constexpr std::chrono::milliseconds kBusyRetryDelay{500};
-
-void print_error(const std::string& error) {
-  std::cerr << "sydradb ingest: " << error << std::endl;
-}
-
-// The daemon's {"error": "..."} message, or the start of the body.
-std::string error_text(const HttpResponse& response) {
-  const nlohmann::json doc = nlohmann::json::parse(response.body, nullptr, false);
-  if (doc.is_object() && doc.contains("error") && doc["error"].is_string())
-    return doc["error"].get<std::string>();
-  return response.body.substr(0, 200);
-}
 
 std::string lines_text(const IngestBatch& batch) {
   if (batch.lines == 1) return "line " + std::to_string(batch.first_line);
@@ -146,12 +224,21 @@ struct FileCloser {
 }  // namespace
 
 int run_ingest(const IngestOptions& options) {
-  const std::optional<std::string> resolved = client_token("ingest", options.token, options.timeout_seconds);
-  if (!resolved) return kExitUsage;
-  const std::string& token = *resolved;
+  const std::optional<DaemonClient> client =
+      DaemonClient::open("ingest", options.url, options.token, options.timeout_seconds);
+  if (!client) return kExitUsage;
   if (options.batch_lines == 0 || options.batch_bytes == 0) {
-    print_error("--batch-lines and --batch-bytes must be positive");
+    client->fail("--batch-lines and --batch-bytes must be positive");
     return kExitUsage;
+  }
+  std::string path = "/api/v1/ingest";
+  if (!options.precision.empty()) {
+    if (options.precision != "s" && options.precision != "ms" && options.precision != "us" &&
+        options.precision != "ns") {
+      client->fail("unknown --precision '" + options.precision + "': expected s, ms, us or ns");
+      return kExitUsage;
+    }
+    path += "?precision=" + options.precision;
   }
   std::unique_ptr<std::FILE, FileCloser> input;
   if (options.file.empty() || options.file == "-") {
@@ -159,39 +246,54 @@ int run_ingest(const IngestOptions& options) {
   } else {
     input.reset(std::fopen(options.file.c_str(), "rb"));
     if (!input) {
-      print_error("cannot open " + options.file + ": " + std::strerror(errno));
+      client->fail("cannot open " + options.file + ": " + std::strerror(errno));
       return kExitUsage;
     }
   }
 
   IngestSummary summary;
-  // Sends one batch; an exit code other than kExitOk ends the run.
-  const auto send = [&](const IngestBatch& batch) -> int {
+  if (!options.precision.empty()) summary.precision = options.precision;
+  // Sends one batch; an exit code other than kExitOk ends the run (summary.stopped_at_line
+  // then says where).
+  const std::function<int(const IngestBatch&)> send = [&](const IngestBatch& batch) -> int {
     HttpResponse response;
     // 503 means the daemon stored nothing because its memtable is full: wait and send the
     // batch again, kMaxBusyRetries times at most.
     for (int attempt = 0;; ++attempt) {
       try {
-        response = http_request("POST", options.url, "/api/v1/ingest", token, batch.body,
-                                "application/x-ndjson", options.timeout_seconds);
+        response = client->send("POST", path, batch.body, "application/x-ndjson");
       } catch (const Unreachable& e) {
-        print_error(std::string(e.what()) + " (while sending " + lines_text(batch) + ")");
+        client->fail(std::string(e.what()) + " (while sending " + lines_text(batch) + ")");
+        summary.stopped_at_line = batch.first_line;
         return kExitUnreachable;
       } catch (const std::invalid_argument& e) {
-        print_error(e.what());
+        client->fail(e.what());
         return kExitUsage;
       }
       if (response.status != 503 || attempt == kMaxBusyRetries) break;
       std::this_thread::sleep_for(kBusyRetryDelay);
     }
+    // 413: a line over max_line_bytes (a daemon that refuses the whole request for it), or
+    // a body over max_body_bytes. Halve the batch until the line that does not fit is alone,
+    // reject it, and go on with the others.
+    if (response.status == 413) {
+      if (batch.lines == 1) {
+        summary.reject(batch.first_line, "refused by the daemon: " + error_text(response.body));
+        return kExitOk;
+      }
+      const auto [first, second] = split_batch(batch);
+      if (const int code = send(first); code != kExitOk) return code;
+      return send(second);
+    }
     if (response.status != 200) {
-      print_error(options.url + ": HTTP " + std::to_string(response.status) + " for " + lines_text(batch) +
-                  ": " + error_text(response));
+      client->fail(client->describe(response) + " (for " + lines_text(batch) + ")");
+      summary.stopped_at_line = batch.first_line;
       return kExitHttpError;
     }
     std::string why;
     if (!add_ingest_answer(summary, response.body, batch.first_line, why)) {
-      print_error(options.url + ": unexpected answer for " + lines_text(batch) + ": " + why);
+      client->fail(client->url() + ": unexpected answer for " + lines_text(batch) + ": " + why);
+      summary.stopped_at_line = batch.first_line;
       return kExitHttpError;
     }
     return kExitOk;
@@ -212,8 +314,8 @@ int run_ingest(const IngestOptions& options) {
   }
   std::free(line);
   if (code == kExitOk && std::ferror(input.get())) {
-    print_error("reading " + (options.file.empty() ? std::string("standard input") : options.file) + ": " +
-                std::strerror(errno));
+    client->fail("reading " + (options.file.empty() ? std::string("standard input") : options.file) + ": " +
+                 std::strerror(errno));
     code = kExitUsage;
   }
   if (code == kExitOk) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sydra::cli {
@@ -40,9 +41,22 @@ class IngestBatcher {
   std::uint64_t next_line_ = 1;
 };
 
+// The two halves of a batch of two lines or more (the first has lines / 2 of them), for
+// sending again after a 413: the daemon then judges fewer lines at a time.
+std::pair<IngestBatch, IngestBatch> split_batch(const IngestBatch& batch);
+
 struct IngestLineReport {
   std::uint64_t line = 0;  // in the input
   std::string error;
+};
+
+// The daemon's warning about timestamps that look like another unit than the one they are
+// read in, merged over the requests.
+struct IngestUnitWarning {
+  std::string looks_like;   // "s", "ms", "us" or "ns"
+  std::uint64_t line = 0;   // the first such line in the input
+  std::int64_t ts = 0;      // its "ts", as sent
+  std::uint64_t lines = 0;  // how many lines in all
 };
 
 struct IngestSummary {
@@ -51,16 +65,24 @@ struct IngestSummary {
   std::uint64_t batches = 0;                // answered with 200
   std::vector<IngestLineReport> errors;     // the first kMaxErrors, as the daemon reported them
   std::uint64_t unreported_rejections = 0;  // rejected lines whose error the daemon did not list
+  std::vector<IngestUnitWarning> warnings;  // one per apparent unit
+  std::string precision = "ms";             // the unit "ts" is read in (for the warnings)
+  std::uint64_t stopped_at_line = 0;        // the run stopped: lines from here on are not stored
   static constexpr std::size_t kMaxErrors = 50;
+
+  // A line rejected here, not by the daemon (a 413 for it alone).
+  void reject(std::uint64_t line, std::string error);
 };
 
 // Adds one batch's answer, {"ingested": N, "rejected": M, "errors": [{"line": k, "error":
-// "..."}]}, for the batch starting at input line `first_line`. Returns false and says why in
-// `why` (summary untouched) when the body is not that document.
+// "..."}], "warnings": [{"line": k, "lines": n, "ts": t, "looks_like": u, ...}]} ("rejected",
+// "errors" and "warnings" optional), for the batch starting at input line `first_line`.
+// Returns false and says why in `why` (summary untouched) when the body is not that document.
 bool add_ingest_answer(IngestSummary& summary, std::string_view body, std::uint64_t first_line,
                        std::string& why);
 
-// "ingested N, rejected M (B requests)", then one line per reported error ("  line K: ...").
+// "ingested N, rejected M (B requests)", then one line per reported error ("  line K: ..."),
+// one per timestamp warning, and where the run stopped if it did.
 std::string format_ingest_summary(const IngestSummary& summary);
 
 }  // namespace sydra::cli

@@ -2,6 +2,7 @@
 // one POST /api/v1/query/range to the running daemon, the points printed.
 #include "cli/query_command.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -15,7 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/http_client.hpp"
+#include "cli/client.hpp"
+#include "cli/series_command.hpp"
 
 namespace sydra::cli {
 
@@ -58,8 +60,33 @@ std::string shortest(double v) {
   return ec == std::errc{} ? std::string(buffer, ptr) : std::string("?");
 }
 
-void print_error(const std::string& error) {
-  std::cerr << "sydradb query: " << error << std::endl;
+// After an empty answer: whether the series exists, and if not, which series of that name
+// do. "" when it exists (or the daemon cannot list series: the empty answer stands).
+std::string missing_series_note(const DaemonClient& client, const QueryOptions& options) {
+  std::vector<SeriesEntry> same_name;
+  HttpResponse response;
+  std::string error;
+  if (client.exchange("GET", series_request_path(options.series, {}), {}, response, error) != kExitOk)
+    return {};
+  try {
+    same_name = parse_series_answer(response.body);
+  } catch (const std::runtime_error&) {
+    return {};
+  }
+  const Tags wanted = parse_tag_flags(options.tags);
+  if (std::any_of(same_name.begin(), same_name.end(),
+                  [&](const SeriesEntry& e) { return same_tags(e, wanted); }))
+    return {};
+  if (same_name.empty())
+    return "no series is named '" + options.series + "' (sydradb series lists the names there are)";
+  std::string note = "no series '" + options.series + "' has the tags " + format_tags(wanted) + "; " +
+                     std::to_string(same_name.size()) + " series of that name ha" +
+                     (same_name.size() == 1 ? "s" : "ve") + ": ";
+  constexpr std::size_t kListed = 10;
+  for (std::size_t i = 0; i < same_name.size() && i < kListed; ++i)
+    note += (i > 0 ? ", " : "") + format_tags(same_name[i].tags);
+  if (same_name.size() > kListed) note += ", ... (sydradb series '" + options.series + "' lists them all)";
+  return note;
 }
 
 }  // namespace
@@ -100,14 +127,7 @@ std::int64_t parse_query_step(std::string_view text) {
 std::string make_range_request(const QueryOptions& options, std::int64_t now_ms) {
   if (options.series.empty()) throw std::invalid_argument("the series name is empty");
   json tags = json::object();
-  for (const std::string& kv : options.tags) {
-    const auto eq = kv.find('=');
-    if (eq == std::string::npos) throw std::invalid_argument("--tag expects KEY=VALUE, got '" + kv + "'");
-    const std::string key = kv.substr(0, eq);
-    if (key.empty()) throw std::invalid_argument("--tag '" + kv + "' has an empty key");
-    if (tags.contains(key)) throw std::invalid_argument("--tag '" + key + "' is given twice");
-    tags[key] = kv.substr(eq + 1);
-  }
+  for (const auto& [key, value] : parse_tag_flags(options.tags)) tags[key] = value;
   const std::int64_t start = parse_query_time(options.start, now_ms);
   const std::int64_t end = parse_query_time(options.end, now_ms);
   if (start > end) {
@@ -205,9 +225,9 @@ std::string format_points(const std::vector<QueryPoint>& points, QueryFormat for
 }
 
 int run_query(const QueryOptions& options) {
-  const std::optional<std::string> resolved = client_token("query", options.token, options.timeout_seconds);
-  if (!resolved) return kExitUsage;
-  const std::string& token = *resolved;
+  const std::optional<DaemonClient> client =
+      DaemonClient::open("query", options.url, options.token, options.timeout_seconds);
+  if (!client) return kExitUsage;
   const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
@@ -215,33 +235,25 @@ int run_query(const QueryOptions& options) {
   try {
     body = make_range_request(options, now_ms);
   } catch (const std::invalid_argument& e) {
-    print_error(e.what());
+    client->fail(e.what());
     return kExitUsage;
   }
   HttpResponse response;
+  if (const int code = client->call("POST", "/api/v1/query/range", body, response); code != kExitOk)
+    return code;
+  std::vector<QueryPoint> points;
   try {
-    response = http_request("POST", options.url, "/api/v1/query/range", token, body, "application/json",
-                            options.timeout_seconds);
-  } catch (const Unreachable& e) {
-    print_error(e.what());
-    return kExitUnreachable;
-  } catch (const std::invalid_argument& e) {
-    print_error(e.what());
-    return kExitUsage;
-  }
-  if (response.status != 200) {
-    const json doc = json::parse(response.body, nullptr, false);
-    const std::string why = doc.is_object() && doc.contains("error") && doc["error"].is_string()
-                                ? doc["error"].get<std::string>()
-                                : response.body.substr(0, 200);
-    print_error(options.url + ": HTTP " + std::to_string(response.status) + ": " + why);
-    return kExitHttpError;
-  }
-  try {
-    std::cout << format_points(parse_range_answer(response.body), options.format) << std::flush;
+    points = parse_range_answer(response.body);
   } catch (const std::runtime_error& e) {
-    print_error(options.url + ": unexpected answer: " + e.what());
+    client->fail(client->url() + ": unexpected answer: " + e.what());
     return kExitHttpError;
+  }
+  std::cout << format_points(points, options.format) << std::flush;
+  if (points.empty()) {
+    if (const std::string note = missing_series_note(*client, options); !note.empty()) {
+      client->fail(note);
+      return kExitNoSeries;
+    }
   }
   return kExitOk;
 }

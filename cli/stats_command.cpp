@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,8 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/client.hpp"
 #include "cli/commands.hpp"
-#include "cli/http_client.hpp"
 #include "cli/stats_format.hpp"
 
 namespace sydra::cli {
@@ -240,62 +239,24 @@ void table(std::string& out, const json& doc) {
 
 // ---- fetching ---------------------------------------------------------------------------
 
-// The error message of an HTTP error answer — the JSON body's "error", else the body — on
-// one line: runs of white space become one space, other control characters (a terminal
-// escape, say) become '?', and a long text is cut short.
-std::string error_text(const std::string& body) {
-  const json parsed = json::parse(body, nullptr, false);
-  const auto field = text(&parsed, "error");
-  const std::string& message = field ? *field : body;
-  constexpr std::size_t kMaxChars = 200;
-  std::string flat;
-  for (char c : message) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-      if (!flat.empty() && flat.back() != ' ') flat += ' ';
-    } else {
-      flat += std::iscntrl(static_cast<unsigned char>(c)) != 0 ? '?' : c;
-    }
-  }
-  while (!flat.empty() && flat.back() == ' ') flat.pop_back();
-  if (flat.empty()) return "(empty body)";
-  if (flat.size() > kMaxChars) flat = flat.substr(0, kMaxChars) + "...";
-  return flat;
-}
-
 // GETs and parses the document into `doc`. Returns kExitOk, or the exit code with `error`
 // set to one line (without the "sydradb stats: " prefix).
-int fetch(const StatsOptions& options, const std::string& token, json& doc, std::string& error) {
+int fetch(const DaemonClient& client, json& doc, std::string& error) {
   HttpResponse response;
-  try {
-    response = http_request("GET", options.url, "/debug/alloc/stats", token, {}, "application/json",
-                            options.timeout_seconds);
-  } catch (const Unreachable& e) {
-    error = e.what();
-    return kExitUnreachable;
-  } catch (const std::invalid_argument& e) {
-    error = e.what();
-    return kExitUsage;
-  }
-  if (response.status < 200 || response.status > 299) {
-    error = "HTTP " + std::to_string(response.status) + ": " + error_text(response.body);
-    return kExitHttpError;
-  }
+  if (const int code = client.exchange("GET", "/debug/alloc/stats", {}, response, error); code != kExitOk)
+    return code;
   doc = json::parse(response.body, nullptr, false);
   if (doc.is_discarded()) {
-    error = "the answer from " + options.url + " is not JSON (is it sydradb?)";
+    error = client.url() + ": the answer is not JSON (is it sydradb?)";
     return kExitHttpError;
   }
   return kExitOk;
 }
 
-std::string render(const StatsOptions& options, const json& doc) {
+std::string render(const StatsOptions& options, const std::string& url, const json& doc) {
   // replace: a stray invalid UTF-8 byte in a string must not abort the dump.
   if (options.json) return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-  return format_stats(doc, options.url);
-}
-
-void print_error(const std::string& error) {
-  std::cerr << "sydradb stats: " << error << std::endl;
+  return format_stats(doc, url);
 }
 
 std::string local_time_now() {
@@ -316,7 +277,7 @@ std::string seconds_text(double seconds) {
 // --watch: fetch and print every period until interrupted (SIGINT ends the process). A
 // daemon that cannot be reached, or answers an error, is reported and asked again at the
 // next refresh; only a usage error (a bad URL) ends the loop.
-int watch(const StatsOptions& options, const std::string& token) {
+int watch(const StatsOptions& options, const DaemonClient& client) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   constexpr double kMaxPeriodSeconds = 86400;  // keeps the duration conversion in range
   const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -325,9 +286,9 @@ int watch(const StatsOptions& options, const std::string& token) {
   for (bool first = true;; first = false) {
     json doc;
     std::string error;
-    const int code = fetch(options, token, doc, error);
+    const int code = fetch(client, doc, error);
     if (code == kExitUsage) {
-      print_error(error);
+      client.fail(error);
       return kExitUsage;
     }
     std::string frame;
@@ -337,9 +298,9 @@ int watch(const StatsOptions& options, const std::string& token) {
       frame += '\n';
     }
     frame += "sydradb stats every " + seconds_text(options.watch_seconds) + ", " + local_time_now() + "\n";
-    if (code == kExitOk) frame += render(options, doc);
+    if (code == kExitOk) frame += render(options, client.url(), doc);
     std::cout << frame << std::flush;
-    if (code != kExitOk) print_error(error);
+    if (code != kExitOk) client.fail(error);
 
     next += period;
     const auto now = std::chrono::steady_clock::now();
@@ -373,22 +334,22 @@ std::string format_stats(const nlohmann::json& doc, const std::string& url) {
 }
 
 int run_stats(const StatsOptions& options) {
-  const std::optional<std::string> resolved = client_token("stats", options.token, options.timeout_seconds);
-  if (!resolved) return kExitUsage;
-  const std::string& token = *resolved;
+  const std::optional<DaemonClient> client =
+      DaemonClient::open("stats", options.url, options.token, options.timeout_seconds);
+  if (!client) return kExitUsage;
   if (options.watch_seconds < 0 || !std::isfinite(options.watch_seconds)) {
-    print_error("--watch must be a positive number of seconds");
+    client->fail("--watch must be a positive number of seconds");
     return kExitUsage;
   }
-  if (options.watch_seconds > 0) return watch(options, token);
+  if (options.watch_seconds > 0) return watch(options, *client);
 
   json doc;
   std::string error;
-  if (const int code = fetch(options, token, doc, error); code != kExitOk) {
-    print_error(error);
+  if (const int code = fetch(*client, doc, error); code != kExitOk) {
+    client->fail(error);
     return code;
   }
-  std::cout << render(options, doc) << std::flush;
+  std::cout << render(options, client->url(), doc) << std::flush;
   return kExitOk;
 }
 

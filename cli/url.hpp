@@ -17,10 +17,10 @@ struct HttpUrl {
   std::string authority() const;
 };
 
-// Parses http://host[:port][/path]. The scheme is case-insensitive; IPv6 addresses go in
-// brackets (http://[::1]:8080). Throws std::invalid_argument with a one-line message naming
-// the URL for anything else: another scheme (https), user info, an empty or malformed host,
-// a port outside 1..65535, a query or a fragment.
+// Parses [http://]host[:port][/path]: without a scheme, http is meant (as for curl). The
+// scheme is case-insensitive; IPv6 addresses go in brackets (http://[::1]:8080, [::1]:8080). Throws
+// std::invalid_argument with a one-line message naming the URL for anything else: another scheme (https),
+// user info, an empty or malformed host, a port outside 1..65535, a query or a fragment.
 HttpUrl parse_http_url(std::string_view url);
 
 }  // namespace sydra::cli

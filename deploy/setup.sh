@@ -22,16 +22,64 @@ packages=(
   dpkg-dev systemd file binutils strace
 )
 
+# Packages that ship a system service their maintainer scripts would start (and enable):
+# only their tools are needed (promtool checks /metrics; tests start their own servers on
+# loopback ports), so they are installed with starting services forbidden.
+service_packages=(
+  prometheus
+)
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  installed "$p" || missing+=("$p")
+done
+missing_services=()
+for p in "${service_packages[@]}"; do
+  installed "$p" || missing_services+=("$p")
 done
 
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+if ((${#missing[@]} + ${#missing_services[@]})); then
   $sudo apt-get update -qq
+fi
+if ((${#missing[@]})); then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: all ${#packages[@]} packages present"
+if ((${#missing_services[@]})); then
+  # invoke-rc.d and deb-systemd-invoke start nothing while /usr/sbin/policy-rc.d exits 101.
+  # An existing policy is kept aside and put back, whatever happens.
+  policy=/usr/sbin/policy-rc.d
+  saved=""
+  if [ -e "$policy" ]; then
+    saved="$(mktemp)"
+    $sudo cp -p "$policy" "$saved"
+  fi
+  restore_policy() {
+    if [ -n "$saved" ]; then
+      $sudo cp -p "$saved" "$policy"
+      rm -f "$saved"
+    else
+      $sudo rm -f "$policy"
+    fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# deploy/setup.sh: no service starts while it installs packages\nexit 101\n' |
+    $sudo tee "$policy" >/dev/null
+  $sudo chmod 755 "$policy"
+  $sudo apt-get install -y -qq --no-install-recommends "${missing_services[@]}"
+  restore_policy
+  trap - EXIT
+  # Not enabled either, so that no boot starts them (only where systemd runs).
+  if [ -d /run/systemd/system ]; then
+    for p in "${missing_services[@]}"; do
+      $sudo systemctl disable --now "$p" >/dev/null 2>&1 || true
+    done
+  fi
+fi
+echo "setup: all $((${#packages[@]} + ${#service_packages[@]})) packages present"

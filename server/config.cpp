@@ -1,6 +1,7 @@
 #include "server/config.hpp"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 
 #include <toml++/toml.h>
@@ -25,6 +26,26 @@ struct KeySpec {
   throw ConfigError("config key '" + key + "': " + why);
 }
 
+// A value from the file as the message about it shows it: 8080 (an integer), '8080' (a
+// string). (Not toml++'s printer: its float printing would pull libm into the binary.)
+std::string shown(const toml::node& node) {
+  if (const auto* v = node.as_string()) return "'" + v->get() + "' (a string)";
+  if (const auto* v = node.as_integer()) return std::to_string(v->get()) + " (an integer)";
+  if (const auto* v = node.as_floating_point()) {
+    char text[32];
+    const auto [end, ec] = std::to_chars(text, text + sizeof text, v->get());
+    return std::string(text, ec == std::errc() ? end : text) + " (a float)";
+  }
+  if (const auto* v = node.as_boolean()) return std::string(v->get() ? "true" : "false") + " (a boolean)";
+  if (node.is_table()) return "a table";
+  if (node.is_array()) return "an array";
+  return "a date or time";
+}
+
+[[noreturn]] void bad_type(const std::string& key, const char* expected, const toml::node& node) {
+  bad(key, std::string("expected ") + expected + ", got " + shown(node));
+}
+
 template <class T>
 T parse_integer_text(const std::string& key, const std::string& text, std::int64_t lo, std::int64_t hi) {
   std::int64_t v = 0;
@@ -39,7 +60,7 @@ T parse_integer_text(const std::string& key, const std::string& text, std::int64
 template <class T>
 T integer_from_toml(const std::string& key, const toml::node& node, std::int64_t lo, std::int64_t hi) {
   auto v = node.value<std::int64_t>();
-  if (!node.is_integer() || !v) bad(key, "expected an integer");
+  if (!node.is_integer() || !v) bad_type(key, "an integer", node);
   if (*v < lo || *v > hi)
     bad(key,
         std::to_string(*v) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
@@ -62,7 +83,7 @@ KeySpec string_key(std::string Config::*field, bool allow_empty) {
     return v;
   };
   return {[=](Config& c, const toml::node& n, const std::string& k) {
-            if (!n.is_string()) bad(k, "expected a string");
+            if (!n.is_string()) bad_type(k, "a string", n);
             c.*field = check(k, *n.value<std::string>());
           },
           [=](Config& c, const std::string& t, const std::string& k) { c.*field = check(k, t); }};
@@ -77,7 +98,7 @@ bool parse_bool_text(const std::string& key, const std::string& text) {
 template <class Parse>
 KeySpec enum_key(Parse parse) {
   return {[=](Config& c, const toml::node& n, const std::string& k) {
-            if (!n.is_string()) bad(k, "expected a string");
+            if (!n.is_string()) bad_type(k, "a string", n);
             parse(c, k, *n.value<std::string>());
           },
           [=](Config& c, const std::string& t, const std::string& k) { parse(c, k, t); }};
@@ -120,7 +141,7 @@ const std::map<std::string, KeySpec>& key_specs() {
        })},
       {"access_log",
        {[](Config& c, const toml::node& n, const std::string& k) {
-          if (!n.is_boolean()) bad(k, "expected true or false");
+          if (!n.is_boolean()) bad_type(k, "true or false", n);
           c.access_log = *n.value<bool>();
         },
         [](Config& c, const std::string& t, const std::string& k) { c.access_log = parse_bool_text(k, t); }}},
@@ -175,13 +196,31 @@ std::vector<std::string> load_config_file(const std::string& path, Config& confi
   std::vector<std::string> warnings;
   for (auto&& [key, node] : table) {
     std::string name(key.str());
+    const std::string where = "config file " + path + ":" + std::to_string(node.source().begin.line);
     auto it = key_specs().find(name);
-    if (it == key_specs().end()) {
-      warnings.push_back("config file " + path + ":" + std::to_string(node.source().begin.line) +
-                         ": unknown key '" + name + "' ignored");
+    if (it != key_specs().end()) {
+      it->second.from_toml(config, node, name);
       continue;
     }
-    it->second.from_toml(config, node, name);
+    if (const toml::table* inner = node.as_table()) {
+      // Every key is top-level: a table's keys would be ignored. Ignoring known keys (an
+      // auth_token under [server], say) would run the daemon otherwise than configured.
+      std::string known, all;
+      for (auto&& [inner_key, inner_node] : *inner) {
+        const std::string inner_name(inner_key.str());
+        all += (all.empty() ? "" : ", ") + inner_name;
+        if (key_specs().count(inner_name) != 0) known += (known.empty() ? "" : ", ") + inner_name;
+      }
+      if (!known.empty()) {
+        throw ConfigError(where + ": table [" + name + "] holds " + known +
+                          ", which sydradb reads only at the top level: move them above the first "
+                          "[table] line (sydradb.toml has no tables)");
+      }
+      warnings.push_back(where + ": unknown table [" + name + "] ignored" +
+                         (all.empty() ? std::string() : " with its keys " + all));
+      continue;
+    }
+    warnings.push_back(where + ": unknown key '" + name + "' ignored");
   }
   return warnings;
 }
@@ -192,11 +231,37 @@ void set_config_value(Config& config, const std::string& key, const std::string&
   it->second.from_text(config, value, key);
 }
 
+std::string resolve_listen_address(const std::string& address) {
+  unsigned char bytes[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, address.c_str(), bytes) == 1 || inet_pton(AF_INET6, address.c_str(), bytes) == 1)
+    return address;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int error = getaddrinfo(address.c_str(), nullptr, &hints, &found); error != 0) {
+    bad("listen_address",
+        "'" + address + "' is not an IPv4 or IPv6 address, and as a host name: " + gai_strerror(error));
+  }
+  const addrinfo* chosen = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      chosen = a;
+      break;
+    }
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* raw =
+      chosen->ai_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(chosen->ai_addr)->sin_addr)
+          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(chosen->ai_addr)->sin6_addr);
+  inet_ntop(chosen->ai_family, raw, text, sizeof text);
+  freeaddrinfo(found);
+  return text;
+}
+
 void validate(const Config& config) {
-  unsigned char address[sizeof(in6_addr)];
-  if (inet_pton(AF_INET, config.listen_address.c_str(), address) != 1 &&
-      inet_pton(AF_INET6, config.listen_address.c_str(), address) != 1)
-    bad("listen_address", "'" + config.listen_address + "' is not an IPv4 or IPv6 address");
+  resolve_listen_address(config.listen_address);
 }
 
 const char* to_string(FsyncPolicy policy) noexcept {

@@ -24,8 +24,8 @@ struct Config {
   std::string auth_token;            // empty = no authentication
 
   // Ours.
-  std::string listen_address = "127.0.0.1";
-  std::uint32_t workers = 0;  // 0 = one per CPU
+  std::string listen_address = "127.0.0.1";  // an address, or a host name resolved at start
+  std::uint32_t workers = 0;                 // 0 = one per CPU
   alloc::Mode allocator_mode = alloc::Mode::sharded;
   int allocator_shards = -1;  // -1 = one per worker, 0 = sharding off
   std::string log_level = "info";
@@ -66,8 +66,14 @@ std::vector<std::string> load_config_file(const std::string& path, Config& confi
 // Sets one key from its text form (flags and the environment use the same parser).
 void set_config_value(Config& config, const std::string& key, const std::string& value);
 
-// Cross-key checks after everything is applied; throws ConfigError.
+// Cross-key checks after everything is applied (listen_address resolves); throws
+// ConfigError.
 void validate(const Config& config);
+
+// listen_address as an IP address: itself when it is one, else the host name resolved (its
+// first IPv4 address, else its first IPv6 one: "localhost" listens on 127.0.0.1). Throws
+// ConfigError naming the key when the name does not resolve.
+std::string resolve_listen_address(const std::string& address);
 
 // Every key the file may contain, for `--help`, docs and the docs drift test.
 const std::vector<std::string>& config_keys();

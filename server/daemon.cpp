@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
+#include <string>
 
 #include "alloc/small_pool_allocator.hpp"
 #include "server/api/app.hpp"
@@ -18,6 +20,7 @@
 #include "server/log.hpp"
 #include "server/metrics.hpp"
 #include "server/storage/engine.hpp"
+#include "server/storage/segment_store.hpp"
 
 namespace sydra::server {
 
@@ -64,6 +67,29 @@ void raise_file_limit(std::uint32_t max_connections) {
                  static_cast<unsigned long long>(limit.rlim_cur), max_connections);
 }
 
+// "1 worker", "2 workers".
+std::string count_of(std::uint64_t n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+// The port file, removed at a clean exit unless someone else has written it since.
+class PortFile {
+ public:
+  PortFile(std::string path, std::uint16_t port) : path_(std::move(path)), port_(port) {}
+  ~PortFile() {
+    std::ifstream in(path_);
+    unsigned port = 0;
+    if (in >> port && port == port_) std::filesystem::remove(path_, ec_);
+  }
+  PortFile(const PortFile&) = delete;
+  PortFile& operator=(const PortFile&) = delete;
+
+ private:
+  std::string path_;
+  std::uint16_t port_;
+  std::error_code ec_;
+};
+
 storage::EngineOptions engine_options(const Config& config) {
   storage::EngineOptions o;
   o.data_dir = config.data_dir;
@@ -91,8 +117,16 @@ storage::EngineOptions engine_options(const Config& config) {
 
 }  // namespace
 
-int run_daemon(const Config& config, const std::vector<std::string>& config_warnings) {
+int run_daemon(const Config& configured, const std::vector<std::string>& config_warnings) {
   for (const std::string& w : config_warnings) spdlog::warn("{}", w);
+  // A host name in listen_address is resolved once, here; the daemon uses the address.
+  Config config = configured;
+  try {
+    config.listen_address = resolve_listen_address(configured.listen_address);
+  } catch (const ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
   raise_file_limit(config.max_connections);
 
   alloc::SmallPoolAllocator& allocator = alloc::default_allocator();
@@ -110,6 +144,10 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
   std::unique_ptr<storage::Engine> engine;
   try {
     engine = storage::Engine::open(engine_options(config), allocator);
+  } catch (const storage::DirectoryInUse& e) {
+    spdlog::error("cannot open the storage engine in {}: {} (another sydradb on the same data_dir?)",
+                  config.data_dir, e.what());
+    return 1;
   } catch (const std::exception& e) {
     // WalCorruption and SegmentCorruption name the file (and the offset).
     spdlog::error("cannot open the storage engine in {}: {}", config.data_dir, e.what());
@@ -136,13 +174,20 @@ int run_daemon(const Config& config, const std::vector<std::string>& config_warn
     spdlog::error("cannot write port_file {}", config.port_file);
     return 1;
   }
+  std::optional<PortFile> port_file;
+  if (!config.port_file.empty()) port_file.emplace(config.port_file, port);
   server.start();
-  spdlog::info("sydradb {} listening on {}:{} ({} workers, allocator {}{}, data in {})", SYDRADB_VERSION,
-               config.listen_address, port, workers, alloc::to_string(allocator.mode()),
+  const std::string listen_name = configured.listen_address == config.listen_address
+                                      ? config.listen_address
+                                      : configured.listen_address + " (" + config.listen_address + ")";
+  std::string data_dir = std::filesystem::absolute(config.data_dir, ec).lexically_normal().string();
+  if (ec) data_dir = config.data_dir;
+  spdlog::info("sydradb {} listening on {}:{} ({}, allocator {}{}, data in {})", SYDRADB_VERSION, listen_name,
+               port, count_of(workers, "worker"), alloc::to_string(allocator.mode()),
                allocator.mode() == alloc::Mode::sharded
-                   ? " with " + std::to_string(allocator.shard_count()) + " shards"
+                   ? " with " + count_of(allocator.shard_count(), "shard")
                    : std::string(),
-               config.data_dir);
+               data_dir);
 
   // Maintenance: advance the epoch and give deferred frees back to their shards, so that
   // memory freed across shards is reused (and idle empty slabs decay to the OS).

@@ -1,6 +1,7 @@
 #include "server/metrics.hpp"
 
-#include <cstdio>
+#include <charconv>
+#include <cmath>
 
 #include "server/storage/engine.hpp"
 
@@ -39,6 +40,17 @@ std::map<RequestMetrics::Key, RequestMetrics::Series> RequestMetrics::merged() c
 
 namespace {
 
+// A sample value or bound in its shortest form that reads back to the same double
+// (895.63496187, not 895.63496186999998), with Prometheus' names for the non-finite ones.
+std::string number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  // general: fixed notation unless the exponent is small or large, as %g writes it.
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::general);
+  return std::string(buf, end);
+}
+
 // Builds the text: one HELP and TYPE per metric, then its samples.
 class Writer {
  public:
@@ -60,9 +72,9 @@ class Writer {
       out_ += labels;
       out_ += '}';
     }
-    char buf[64];
-    std::snprintf(buf, sizeof buf, " %.17g\n", value);
-    out_ += buf;
+    out_ += ' ';
+    out_ += number(value);
+    out_ += '\n';
   }
   void sample(std::string_view name, std::string_view labels, std::uint64_t value) {
     out_ += name;
@@ -213,9 +225,8 @@ std::string render_metrics(const MetricsInput& in) {
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < RequestMetrics::kBounds.size(); ++i) {
       cumulative += series.buckets[i];
-      char le[32];
-      std::snprintf(le, sizeof le, "%g", RequestMetrics::kBounds[i]);
-      w.sample("sydradb_http_request_duration_seconds_bucket", labels + ",le=\"" + le + "\"", cumulative);
+      w.sample("sydradb_http_request_duration_seconds_bucket",
+               labels + ",le=\"" + number(RequestMetrics::kBounds[i]) + "\"", cumulative);
     }
     w.sample("sydradb_http_request_duration_seconds_bucket", labels + ",le=\"+Inf\"", series.count);
     w.sample("sydradb_http_request_duration_seconds_sum", labels, series.sum_seconds);
@@ -225,8 +236,8 @@ std::string render_metrics(const MetricsInput& in) {
   // The storage engine.
   if (const storage::EngineStats* st = in.storage) {
     w.single("sydradb_ingest_total", "counter", "Points stored by ingest requests.", st->ingest_points);
-    w.single("sydradb_ingest_rejected_total", "counter", "NDJSON lines rejected by ingest (malformed).",
-             st->ingest_rejected);
+    w.single("sydradb_ingest_rejected_total", "counter",
+             "NDJSON lines rejected by ingest (malformed, or over max_line_bytes).", st->ingest_rejected);
     w.single("sydradb_ingest_requests_total", "counter", "Ingest requests with a parsed body.",
              st->ingest_requests);
     w.single("sydradb_ingest_busy_total", "counter",
@@ -299,13 +310,21 @@ std::string render_metrics(const MetricsInput& in) {
            s.fallback.remaps);
   w.single("sydradb_alloc_fallback_live_bytes", "gauge", "Bytes in live system-allocator blocks.",
            s.fallback.live_bytes);
+  // Counts per size range, not cumulative: a `le` label would make it read as a histogram
+  // (one needs the sum of the sizes, which the allocator does not keep).
   w.family("sydradb_alloc_fallback_allocations_by_size_total", "counter",
-           "System-allocator allocations by requested size (le = upper bound in bytes).");
-  for (const auto& b : s.fallback.size_buckets)
+           "System-allocator allocations by requested size, per range of bytes (not cumulative).");
+  // [0,512], (512,1024], ..., (1048576,+Inf)
+  std::string open = "[0";
+  for (const auto& b : s.fallback.size_buckets) {
+    const bool last = b.upper_bound == UINT64_MAX;
     w.sample("sydradb_alloc_fallback_allocations_by_size_total",
-             b.upper_bound == UINT64_MAX ? std::string("le=\"+Inf\"")
-                                         : "le=\"" + std::to_string(b.upper_bound) + "\"",
+             "size_range=\"" + open + "," +
+                 (last ? std::string("+Inf)") : std::to_string(b.upper_bound) + "]") + "\"",
              b.count);
+    open = "(";
+    open += std::to_string(b.upper_bound);
+  }
   w.single("sydradb_alloc_reserved_bytes", "gauge", "Address space reserved for slabs.",
            s.memory.reserved_bytes);
   w.single("sydradb_alloc_committed_bytes", "gauge", "Slab memory handed out and not returned to the OS.",

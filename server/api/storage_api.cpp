@@ -1,8 +1,13 @@
 #include "server/api/storage_api.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -153,7 +158,46 @@ void append_integer(std::string& out, std::int64_t v) {
   out.append(buf, end);
 }
 
+const char* unit_name(storage::TimeUnit unit) {
+  switch (unit) {
+    case storage::TimeUnit::seconds:
+      return "seconds";
+    case storage::TimeUnit::milliseconds:
+      return "milliseconds";
+    case storage::TimeUnit::microseconds:
+      return "microseconds";
+    case storage::TimeUnit::nanoseconds:
+      return "nanoseconds";
+  }
+  return "?";
+}
+
+// The answer's warning about timestamps in another unit than the request's.
+json unit_warning(const storage::UnitMismatch& m, storage::TimeUnit unit) {
+  const std::string text =
+      "\"ts\" looks like " + std::string(unit_name(m.looks_like)) + " since the Unix epoch but is read as " +
+      unit_name(unit) + ": send ?precision=" + storage::to_string(m.looks_like) + ", or " + unit_name(unit);
+  return {{"line", m.first_line},
+          {"lines", m.lines},
+          {"ts", m.first_ts},
+          {"looks_like", storage::to_string(m.looks_like)},
+          {"warning", text}};
+}
+
 }  // namespace
+
+void LogThrottle::log(const std::function<void(std::uint64_t unlogged)>& write) {
+  const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now().time_since_epoch())
+                                  .count();
+  std::int64_t last = last_ms_.load(std::memory_order_relaxed);
+  if (now_ms - last >= kPeriodMs &&
+      last_ms_.compare_exchange_strong(last, now_ms, std::memory_order_relaxed)) {
+    write(unlogged_.exchange(0, std::memory_order_relaxed));
+  } else {
+    unlogged_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
 
 StorageApi::StorageApi(storage::Engine& engine, const Config& config, alloc::SmallPoolAllocator& allocator)
     : engine_(engine), config_(config), allocator_(allocator) {}
@@ -182,10 +226,12 @@ http::Response StorageApi::ingest(const http::Request& request) const {
     state = std::make_unique<WorkerState>(allocator_, config_.max_line_bytes);
     state_max_line = config_.max_line_bytes;
   }
+  storage::TimeUnit unit = storage::TimeUnit::milliseconds;
+  if (const std::string precision = http::query_param(request.query, "precision");
+      !precision.empty() && !storage::parse_time_unit(precision, unit))
+    return http::json_error(400, "unknown 'precision' '" + precision + "': expected s, ms, us or ns");
   storage::ParsedBatch& batch = state->batch;
-  if (state->parser.parse(request.body, batch) == storage::NdjsonParser::Status::line_too_long)
-    return http::json_error(413, "a line is longer than max_line_bytes=" +
-                                     std::to_string(config_.max_line_bytes) + "; nothing was stored");
+  state->parser.parse(request.body, batch, unit);
 
   storage::IngestOutcome outcome;
   try {
@@ -211,6 +257,19 @@ http::Response StorageApi::ingest(const http::Request& request) const {
   for (const storage::IngestLineError& e : batch.errors)
     errors.push_back({{"line", e.line}, {"error", std::string(e.message)}});
   body += dump(errors);
+  if (batch.unit_mismatch.lines > 0) {
+    const json warning = unit_warning(batch.unit_mismatch, unit);
+    unit_warnings_.log([&](std::uint64_t unlogged) {
+      spdlog::warn("ingest: {} line{} (the first: line {}, ts {}): {}{}", batch.unit_mismatch.lines,
+                   batch.unit_mismatch.lines == 1 ? "" : "s", batch.unit_mismatch.first_line,
+                   batch.unit_mismatch.first_ts, warning["warning"].get<std::string>(),
+                   unlogged > 0
+                       ? " (and " + std::to_string(unlogged) + " such requests since the last warning)"
+                       : std::string());
+    });
+    body += ",\"warnings\":";
+    body += dump(json::array({warning}));
+  }
   body += '}';
   return http::json_ok(std::move(body));
 }
@@ -298,9 +357,30 @@ http::Response StorageApi::find(const http::Request& request) const {
   return http::json_ok(dump(out));
 }
 
-http::Response StorageApi::series(const http::Request&) const {
+http::Response StorageApi::series(const http::Request& request) const {
+  // Optional filters: the name, and tags the series must carry (others may be there too).
+  const std::string name = http::query_param(request.query, "series");
+  json wanted = json::object();
+  try {
+    if (const std::string tags = http::query_param(request.query, "tags"); !tags.empty()) {
+      wanted = parse_json(tags, "'tags'");
+      if (!wanted.is_object()) throw BadRequest{"'tags' must be a JSON object of strings"};
+      for (const auto& [k, v] : wanted.items())
+        if (!v.is_string()) throw BadRequest{"tag '" + k + "' must have a string value"};
+    }
+  } catch (const BadRequest& e) {
+    return http::json_error(400, e.message);
+  }
+  const auto carries = [&wanted](const storage::SeriesInfo& s) {
+    for (const auto& [k, v] : wanted.items()) {
+      const auto it = std::find_if(s.tags.begin(), s.tags.end(), [&](const auto& t) { return t.first == k; });
+      if (it == s.tags.end() || it->second != v.get<std::string>()) return false;
+    }
+    return true;
+  };
   json out = json::array();
   for (const storage::SeriesInfo& s : engine_.list_series()) {
+    if ((!name.empty() && s.name != name) || !carries(s)) continue;
     json tags = json::object();
     for (const auto& [k, v] : s.tags) tags[k] = v;
     out.push_back({{"id", s.id}, {"series", s.name}, {"tags", std::move(tags)}});

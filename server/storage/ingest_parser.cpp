@@ -20,6 +20,8 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "server/storage/series_key.hpp"
@@ -35,11 +37,55 @@ void ParsedBatch::clear() noexcept {
   keys.clear();
   rejected = 0;
   errors.clear();
+  unit_mismatch = UnitMismatch{};
+}
+
+const char* to_string(TimeUnit unit) noexcept {
+  switch (unit) {
+    case TimeUnit::seconds:
+      return "s";
+    case TimeUnit::milliseconds:
+      return "ms";
+    case TimeUnit::microseconds:
+      return "us";
+    case TimeUnit::nanoseconds:
+      return "ns";
+  }
+  return "?";
+}
+
+bool parse_time_unit(std::string_view text, TimeUnit& out) noexcept {
+  for (TimeUnit u :
+       {TimeUnit::seconds, TimeUnit::milliseconds, TimeUnit::microseconds, TimeUnit::nanoseconds}) {
+    if (text == to_string(u)) {
+      out = u;
+      return true;
+    }
+  }
+  return false;
 }
 
 namespace {
 
 constexpr std::size_t kMaxUnknownDepth = 32;
+
+// The unit a "ts" would be a date from 2001-09-09 to 2286-11-20 in (its decade of powers of
+// 1000), if any.
+std::optional<TimeUnit> apparent_unit(Timestamp ts) noexcept {
+  if (ts < 1'000'000'000) return std::nullopt;
+  if (ts < 10'000'000'000) return TimeUnit::seconds;
+  if (ts < 1'000'000'000'000) return std::nullopt;
+  if (ts < 10'000'000'000'000) return TimeUnit::milliseconds;
+  if (ts < 1'000'000'000'000'000) return std::nullopt;
+  if (ts < 10'000'000'000'000'000) return TimeUnit::microseconds;
+  if (ts < 1'000'000'000'000'000'000) return std::nullopt;
+  return TimeUnit::nanoseconds;
+}
+
+// floor(a / b) for b > 0.
+constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
+  return a / b - ((a % b != 0 && a < 0) ? 1 : 0);
+}
 constexpr std::size_t kMaxQuotedBytes = 40;  // of a tag key quoted in an error message
 
 bool is_blank(const char* p, std::size_t n) noexcept {
@@ -173,9 +219,23 @@ SYDRA_INGEST_INLINE simdjson::error_code field_key(od::field& field, std::string
 struct NdjsonParser::Impl {
   explicit Impl(std::size_t max_line) : max_line_bytes(max_line) {}
 
-  Status parse(std::string_view body, ParsedBatch& out);
+  void parse(std::string_view body, ParsedBatch& out, TimeUnit unit);
   // Parses one non-blank line into out.points; returns "" or the reason for rejecting it.
   std::string_view parse_line(const char* line, std::size_t size, std::size_t capacity, ParsedBatch& out);
+  // The line's "ts" in milliseconds (from unit_), noting a unit mismatch; "" or the reason
+  // for rejecting the line.
+  SYDRA_INGEST_INLINE std::string_view to_millis(Timestamp& ts, ParsedBatch& out) {
+    // The common line: milliseconds of this era (2001-09-09 to 2286-11-20), nothing to do.
+    constexpr Timestamp kEraStart = 1'000'000'000'000, kEraEnd = 10'000'000'000'000;
+    if (unit_ == TimeUnit::milliseconds && ts >= kEraStart && ts < kEraEnd) [[likely]]
+      return {};
+    return convert_millis(ts, out);
+  }
+  std::string_view convert_millis(Timestamp& ts, ParsedBatch& out);
+  // Counts a rejected line and keeps its message among the first kMaxReportedErrors. Out of
+  // line, so that the loop calling them stays small.
+  [[gnu::noinline]] void reject(std::uint64_t line, std::string_view error, ParsedBatch& out);
+  [[gnu::noinline]] void reject_too_long(std::uint64_t line, std::size_t size, ParsedBatch& out);
   // The series of the line just parsed (name, tags_, raw tags bytes) as key and id,
   // appended to out.keys unless the last series is the same.
   std::string_view add_point(std::string_view name, std::string_view tags_raw, Timestamp ts, double value,
@@ -193,6 +253,8 @@ struct NdjsonParser::Impl {
   }
 
   std::size_t max_line_bytes;
+  TimeUnit unit_ = TimeUnit::milliseconds;  // of the request being parsed
+  std::uint64_t line_number_ = 0;           // of the line being parsed
   od::parser parser;
   std::unique_ptr<char[]> buffer;  // the body plus SIMDJSON_PADDING bytes
   std::size_t buffer_capacity = 0;
@@ -223,14 +285,14 @@ NdjsonParser::NdjsonParser(std::size_t max_line_bytes) : impl_(std::make_unique<
 
 NdjsonParser::~NdjsonParser() = default;
 
-NdjsonParser::Status NdjsonParser::parse(std::string_view body, ParsedBatch& out) {
-  return impl_->parse(body, out);
+void NdjsonParser::parse(std::string_view body, ParsedBatch& out, TimeUnit unit) {
+  impl_->parse(body, out, unit);
 }
 
-NdjsonParser::Status NdjsonParser::Impl::parse(std::string_view body, ParsedBatch& out) {
+void NdjsonParser::Impl::parse(std::string_view body, ParsedBatch& out, TimeUnit unit) {
   out.clear();
   ++batch_number;
-
+  unit_ = unit;
   const std::size_t needed = body.size() + simdjson::SIMDJSON_PADDING;
   if (needed > buffer_capacity) {
     const std::size_t capacity = std::max(needed, buffer_capacity + buffer_capacity / 2);
@@ -252,23 +314,56 @@ NdjsonParser::Status NdjsonParser::Impl::parse(std::string_view body, ParsedBatc
     std::size_t size = end - pos;
     pos = end + 1;
     if (size > max_line_bytes) [[unlikely]] {
-      out.clear();
-      return Status::line_too_long;
+      reject_too_long(line_number, size, out);
+      continue;
     }
     if (size > 0 && line[size - 1] == '\r') --size;
     if (size == 0 || (line[0] != '{' && is_blank(line, size))) continue;
 
     const std::size_t capacity = static_cast<std::size_t>(base + n - line) + simdjson::SIMDJSON_PADDING;
+    line_number_ = line_number;
     const std::string_view error = parse_line(line, size, capacity, out);
-    if (!error.empty()) [[unlikely]] {
-      ++out.rejected;
-      if (out.errors.size() < ParsedBatch::kMaxReportedErrors) {
-        out.errors.push_back(
-            IngestLineError{line_number, std::pmr::string(error, out.errors.get_allocator().resource())});
-      }
-    }
+    if (!error.empty()) [[unlikely]]
+      reject(line_number, error, out);
   }
-  return Status::ok;
+}
+
+void NdjsonParser::Impl::reject(std::uint64_t line, std::string_view error, ParsedBatch& out) {
+  ++out.rejected;
+  if (out.errors.size() < ParsedBatch::kMaxReportedErrors)
+    out.errors.push_back(
+        IngestLineError{line, std::pmr::string(error, out.errors.get_allocator().resource())});
+}
+
+void NdjsonParser::Impl::reject_too_long(std::uint64_t line, std::size_t size, ParsedBatch& out) {
+  reject(line,
+         fail("the line is " + std::to_string(size) +
+              " bytes, over max_line_bytes=" + std::to_string(max_line_bytes)),
+         out);
+}
+
+std::string_view NdjsonParser::Impl::convert_millis(Timestamp& ts, ParsedBatch& out) {
+  const std::optional<TimeUnit> looks_like = apparent_unit(ts);
+  if (looks_like && *looks_like != unit_) [[unlikely]] {
+    UnitMismatch& m = out.unit_mismatch;
+    if (m.lines == 0) m = UnitMismatch{0, line_number_, ts, *looks_like};
+    ++m.lines;
+  }
+  switch (unit_) {
+    case TimeUnit::milliseconds:
+      return {};
+    case TimeUnit::seconds:
+      if (__builtin_mul_overflow(ts, Timestamp{1000}, &ts))
+        return "\"ts\" in seconds is out of the millisecond range";
+      return {};
+    case TimeUnit::microseconds:
+      ts = floor_div(ts, 1000);
+      return {};
+    case TimeUnit::nanoseconds:
+      ts = floor_div(ts, 1'000'000);
+      return {};
+  }
+  return {};
 }
 
 std::string_view NdjsonParser::Impl::parse_line(const char* line, std::size_t size, std::size_t capacity,
@@ -378,6 +473,7 @@ std::string_view NdjsonParser::Impl::parse_line(const char* line, std::size_t si
   if (!have_name) return "missing \"series\"";
   if (!have_ts) return "missing \"ts\"";
   if (!have_value) return "missing \"value\"";
+  if (const std::string_view error = to_millis(ts, out); !error.empty()) return error;
   return add_point(name, tags_raw, ts, value, out);
 }
 

@@ -5,9 +5,15 @@
 //
 // Per line: blank lines (only spaces, \t, \r) are skipped and not counted; anything else
 // that is not exactly one JSON object with the fields above is rejected with a message and
-// its 1-based line number, and parsing goes on with the next line. Unknown fields are
-// ignored. "ts" is an integer (milliseconds since the Unix epoch); "value" any JSON number
-// (integers are converted to double); NaN/Infinity are not JSON and are rejected.
+// its 1-based line number, and parsing goes on with the next line — a line longer than
+// max_line_bytes too. Unknown fields are ignored. "ts" is an integer in the request's unit
+// (milliseconds since the Unix epoch unless the request says otherwise), stored as
+// milliseconds; "value" any JSON number (integers are converted to double); NaN/Infinity are
+// not JSON and are rejected.
+//
+// A "ts" that is a date between 2001 and 2286 in another unit than the request's (1.7e9 sent
+// as milliseconds: seconds, so January 1970) is stored as given and counted in the batch's
+// unit_mismatch, for the handler to warn about.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +40,21 @@ struct IngestLineError {
   std::pmr::string message;
 };
 
+// The unit of "ts" in a request.
+enum class TimeUnit { seconds, milliseconds, microseconds, nanoseconds };
+
+// "s", "ms", "us", "ns".
+const char* to_string(TimeUnit unit) noexcept;
+bool parse_time_unit(std::string_view text, TimeUnit& out) noexcept;
+
+// Lines whose "ts" looks like another unit than the one they are read in.
+struct UnitMismatch {
+  std::uint64_t lines = 0;
+  std::uint64_t first_line = 0;  // 1-based
+  Timestamp first_ts = 0;        // as sent
+  TimeUnit looks_like = TimeUnit::milliseconds;
+};
+
 struct ParsedBatch {
   explicit ParsedBatch(std::pmr::memory_resource* mr = std::pmr::get_default_resource())
       : points(mr), keys(mr), errors(mr) {}
@@ -42,6 +63,7 @@ struct ParsedBatch {
   std::pmr::string keys;  // canonical keys back to back (consecutive equal keys may share one)
   std::uint64_t rejected = 0;
   std::pmr::vector<IngestLineError> errors;  // the first kMaxReportedErrors rejections
+  UnitMismatch unit_mismatch;                // the first apparent unit other than the request's
 
   static constexpr std::size_t kMaxReportedErrors = 10;
 
@@ -58,12 +80,9 @@ class NdjsonParser {
   NdjsonParser(const NdjsonParser&) = delete;
   NdjsonParser& operator=(const NdjsonParser&) = delete;
 
-  enum class Status {
-    ok,             // every line parsed or rejected; see out.rejected / out.errors
-    line_too_long,  // a line exceeds max_line_bytes: the caller answers 413 and stores nothing
-  };
-  // Clears `out`, then parses `body`. Never throws on bad input.
-  Status parse(std::string_view body, ParsedBatch& out);
+  // Clears `out`, then parses `body`, each "ts" read in `unit`: every line is parsed or
+  // rejected (out.rejected, out.errors). Never throws on bad input.
+  void parse(std::string_view body, ParsedBatch& out, TimeUnit unit = TimeUnit::milliseconds);
 
  private:
   struct Impl;

@@ -136,8 +136,7 @@ std::unique_ptr<SegmentStore> SegmentStore::open(const std::string& dir) {
   const std::string lock_path = dir + "/" + kLockFile;
   impl->lock_fd = io::open_file(lock_path, O_RDWR | O_CREAT);
   if (::flock(impl->lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK)
-      throw std::runtime_error("data directory " + dir + " is in use by another process");
+    if (errno == EWOULDBLOCK) throw DirectoryInUse("data directory " + dir + " is in use by another process");
     io::throw_errno("lock", lock_path);
   }
 

@@ -56,9 +56,15 @@ class SegmentCorruption : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The directory's LOCK is held by another process (a running daemon).
+class DirectoryInUse : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class SegmentStore {
  public:
-  // Opens (creating) dir, takes an exclusive lock on <dir>/LOCK (throws std::runtime_error
+  // Opens (creating) dir, takes an exclusive lock on <dir>/LOCK (throws DirectoryInUse
   // "data directory ... is in use by another process" when held), reads the manifest, opens
   // every listed segment, deletes *.tmp and unlisted segment files.
   static std::unique_ptr<SegmentStore> open(const std::string& dir);

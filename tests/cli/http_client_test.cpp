@@ -52,10 +52,26 @@ TEST_SUITE("unit") {
     CHECK(parse_http_url("http://h:65535").port == 65535);
   }
 
+  TEST_CASE("parse_http_url without a scheme means http, as curl does") {
+    HttpUrl u = parse_http_url("127.0.0.1:8080");
+    CHECK(u.host == "127.0.0.1");
+    CHECK(u.port == 8080);
+    u = parse_http_url("localhost");
+    CHECK(u.host == "localhost");
+    CHECK(u.port == 80);
+    u = parse_http_url("[::1]:9000/db/");
+    CHECK(u.host == "::1");
+    CHECK(u.port == 9000);
+    CHECK(u.path == "/db");
+    for (const char* bad : {":8080", "h:", "h:0", "::1:8080", "user@h:80", "h:80?x", "h h:80"}) {
+      CAPTURE(bad);
+      CHECK_THROWS_WITH_AS(parse_http_url(bad), doctest::Contains("expected [http://]host[:port][/path]"),
+                           std::invalid_argument);
+    }
+  }
+
   TEST_CASE("parse_http_url rejects https, other schemes and malformed URLs") {
     for (const char* bad : {"",
-                            "localhost:8080",
-                            "127.0.0.1",
                             "https://127.0.0.1:8080",
                             "ftp://h",
                             "http://",

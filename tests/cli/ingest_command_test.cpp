@@ -16,11 +16,14 @@
 
 #include "canned_server.hpp"
 #include "cli/commands.hpp"
+#include "cli_test_support.hpp"
 
 namespace sydra::cli {
 namespace {
 
 using test::CannedServer;
+using test::CapturedOutput;
+using test::ScopedEnv;
 
 std::vector<IngestBatch> batches_of(const std::vector<std::string>& lines, std::size_t max_lines,
                                     std::size_t max_bytes) {
@@ -32,25 +35,6 @@ std::vector<IngestBatch> batches_of(const std::vector<std::string>& lines, std::
   if (auto last = batcher.finish()) out.push_back(std::move(*last));
   return out;
 }
-
-class CapturedOutput {
- public:
-  CapturedOutput()
-      : out_(std::cout.rdbuf(captured_out_.rdbuf())), err_(std::cerr.rdbuf(captured_err_.rdbuf())) {}
-  ~CapturedOutput() {
-    std::cout.rdbuf(out_);
-    std::cerr.rdbuf(err_);
-  }
-  CapturedOutput(const CapturedOutput&) = delete;
-  CapturedOutput& operator=(const CapturedOutput&) = delete;
-  std::string out() const { return captured_out_.str(); }
-  std::string err() const { return captured_err_.str(); }
-
- private:
-  std::ostringstream captured_out_, captured_err_;
-  std::streambuf* out_;
-  std::streambuf* err_;
-};
 
 // A file under /tmp holding `text`, removed at the end of the scope.
 class TempFile {
@@ -86,7 +70,7 @@ TEST_SUITE("unit") {
     CHECK(batches[2].lines == 1);
   }
 
-  TEST_CASE("batches hold at most max_bytes bytes; a longer line goes alone") {
+  TEST_CASE("batches hold at most max_bytes bytes, a longer line goes alone") {
     const std::string long_line(50, 'x');
     const auto batches = batches_of({"aaaa", "bbbb", long_line, "cc"}, 100, 9);
     REQUIRE(batches.size() == 4);
@@ -209,21 +193,95 @@ TEST_SUITE("unit") {
           "  line 8: bad\n");  // the canned answer names a line 2 the last batch does not have
   }
 
-  TEST_CASE("run_ingest: an HTTP error names the lines of the batch, exit 4") {
-    CannedServer server(
-        CannedServer::response(413, R"({"error":"a line is longer than max_line_bytes=65536"})"));
+  TEST_CASE("run_ingest: an HTTP error names the lines of the batch and where it stopped, exit 4") {
+    CannedServer server(CannedServer::response(500, R"({"error":"cannot write the WAL: disk full"})"));
     TempFile file("a\nb\n");
     IngestOptions options;
     options.url = server.url();
     options.file = file.path();
     CapturedOutput output;
     CHECK(run_ingest(options) == kExitHttpError);
-    CHECK(output.err().find("HTTP 413 for lines 1-2: a line is longer than max_line_bytes=65536") !=
-          std::string::npos);
-    CHECK(output.out() == "ingested 0, rejected 0 (0 requests)\n");
+    CHECK(output.err() == "sydradb ingest: " + server.url() +
+                              ": HTTP 500: cannot write the WAL: disk full (for lines 1-2)\n");
+    CHECK(output.out() ==
+          "ingested 0, rejected 0 (0 requests)\n"
+          "  stopped at line 1: it and the lines after it are not stored\n");
   }
 
-  TEST_CASE("run_ingest: no daemon, exit 3; no file, exit 2") {
+  TEST_CASE("run_ingest: a 413 is narrowed down to single lines, each rejected alone, the run goes on") {
+    // This daemon refuses everything with 413: every line ends up sent alone and rejected.
+    CannedServer server(CannedServer::response(413, R"({"error":"the body is larger than max_body_bytes"})"));
+    TempFile file("a\nb\nc\n");
+    IngestOptions options;
+    options.url = server.url();
+    options.file = file.path();
+    std::string out, err;
+    int code = 0;
+    {
+      CapturedOutput output;
+      code = run_ingest(options);
+      out = output.out();
+      err = output.err();
+    }
+    CHECK(code == kExitRejected);
+    CHECK(out ==
+          "ingested 0, rejected 3 (0 requests)\n"
+          "  line 1: refused by the daemon: the body is larger than max_body_bytes\n"
+          "  line 2: refused by the daemon: the body is larger than max_body_bytes\n"
+          "  line 3: refused by the daemon: the body is larger than max_body_bytes\n");
+    CHECK(err.empty());
+    const std::string head = server.last_request() + "\r\n";  // its last header line without the end
+    CHECK(head.find("\r\nContent-Length: 2\r\n") != std::string::npos);  // "c\n" alone
+  }
+
+  TEST_CASE("split_batch: halves of whole lines, numbered from the input") {
+    const IngestBatch batch{"l7\nl8\nl9\n", 7, 3};
+    const auto [first, second] = split_batch(batch);
+    CHECK(first.body == "l7\n");
+    CHECK(first.first_line == 7);
+    CHECK(first.lines == 1);
+    CHECK(second.body == "l8\nl9\n");
+    CHECK(second.first_line == 8);
+    CHECK(second.lines == 2);
+  }
+
+  TEST_CASE("timestamp warnings merge over requests and say which flag fixes them") {
+    IngestSummary summary;
+    std::string why;
+    const std::string answer =
+        R"({"ingested":2,"rejected":0,"errors":[],"warnings":[{"line":2,"lines":2,"ts":1700000000,"looks_like":"s","warning":"..."}]})";
+    REQUIRE(add_ingest_answer(summary, answer, 1, why));
+    REQUIRE(add_ingest_answer(summary, answer, 11, why));
+    REQUIRE(summary.warnings.size() == 1);
+    CHECK(summary.warnings[0].line == 2);
+    CHECK(summary.warnings[0].lines == 4);
+    CHECK(format_ingest_summary(summary) ==
+          "ingested 4, rejected 0 (2 requests)\n"
+          "  warning: line 2 and 3 more: \"ts\" 1700000000 looks like seconds but is read as milliseconds "
+          "(1970-01-20T16:13:20.000Z); pass --precision s, or send milliseconds\n");
+    for (const char* bad : {R"({"ingested":1,"warnings":{}})", R"({"ingested":1,"warnings":[{"line":1}]})",
+                            R"({"ingested":1,"warnings":[{"line":0,"lines":1,"ts":1,"looks_like":"s"}]})"}) {
+      CAPTURE(bad);
+      CHECK_FALSE(add_ingest_answer(summary, bad, 1, why));
+    }
+  }
+
+  TEST_CASE("run_ingest --precision: sent as ?precision=") {
+    CannedServer server(CannedServer::response(200, R"({"ingested":1,"rejected":0,"errors":[]})"));
+    TempFile file("{\"series\":\"m\",\"ts\":1700000000,\"value\":1}\n");
+    IngestOptions options;
+    options.url = server.url();
+    options.file = file.path();
+    options.precision = "s";
+    CapturedOutput output;
+    CHECK(run_ingest(options) == kExitOk);
+    CHECK(server.last_request().rfind("POST /api/v1/ingest?precision=s HTTP/1.1", 0) == 0);
+    options.precision = "sec";
+    CHECK(run_ingest(options) == kExitUsage);
+    CHECK(output.err().find("unknown --precision 'sec'") != std::string::npos);
+  }
+
+  TEST_CASE("run_ingest: no daemon, exit 3, no file, exit 2") {
     CannedServer refused("", CannedServer::Behaviour::not_listening);
     TempFile file("a\n");
     IngestOptions options;

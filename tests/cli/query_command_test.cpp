@@ -15,12 +15,15 @@
 
 #include "canned_server.hpp"
 #include "cli/commands.hpp"
+#include "cli_test_support.hpp"
 
 namespace sydra::cli {
 namespace {
 
 using nlohmann::json;
 using test::CannedServer;
+using test::CapturedOutput;
+using test::ScopedEnv;
 
 constexpr std::int64_t kNow = 1'700'000'000'000;
 
@@ -31,25 +34,6 @@ QueryOptions options_for(std::string series, std::string start, std::string end)
   o.end = std::move(end);
   return o;
 }
-
-class CapturedOutput {
- public:
-  CapturedOutput()
-      : out_(std::cout.rdbuf(captured_out_.rdbuf())), err_(std::cerr.rdbuf(captured_err_.rdbuf())) {}
-  ~CapturedOutput() {
-    std::cout.rdbuf(out_);
-    std::cerr.rdbuf(err_);
-  }
-  CapturedOutput(const CapturedOutput&) = delete;
-  CapturedOutput& operator=(const CapturedOutput&) = delete;
-  std::string out() const { return captured_out_.str(); }
-  std::string err() const { return captured_err_.str(); }
-
- private:
-  std::ostringstream captured_out_, captured_err_;
-  std::streambuf* out_;
-  std::streambuf* err_;
-};
 
 TEST_SUITE("unit") {
   TEST_CASE("times: milliseconds, now, now minus or plus a duration") {
@@ -138,7 +122,7 @@ TEST_SUITE("unit") {
     CHECK(refused(o, "unknown --agg 'median'"));
   }
 
-  TEST_CASE("the answer is read; anything else is an error") {
+  TEST_CASE("the answer is read, anything else is an error") {
     const auto points =
         parse_range_answer(R"([{"ts":1,"value":0.5},{"ts":2,"value":3},{"ts":3,"value":null}])");
     REQUIRE(points.size() == 3);
@@ -185,7 +169,7 @@ TEST_SUITE("unit") {
     CHECK(format_points({{1, 0.1}, {2, 123456789.0}}, QueryFormat::csv) == "ts,value\n1,0.1\n2,123456789\n");
   }
 
-  TEST_CASE("run_query posts the request and prints the points; HTTP errors exit 4") {
+  TEST_CASE("run_query posts the request and prints the points, HTTP errors exit 4") {
     {
       CannedServer server(CannedServer::response(200, R"([{"ts":5,"value":2.5}])"));
       QueryOptions o = options_for("cpu", "0", "10");
@@ -209,7 +193,22 @@ TEST_SUITE("unit") {
       QueryOptions o = options_for("cpu", "10", "0");
       CapturedOutput output;
       CHECK(run_query(o) == kExitUsage);  // refused before any connection
+      CHECK(output.err() == "sydradb query: START (10) is after END (0)\n");
     }
+  }
+
+  TEST_CASE("run_query: no point and no such series: says so, exit 6") {
+    // The canned "[]" answers both the range query and the series list: nothing is named cpu.
+    CannedServer server(CannedServer::response(200, "[]"));
+    QueryOptions o = options_for("cpu", "0", "10");
+    o.url = server.url();
+    o.tags = {"host=a"};
+    CapturedOutput output;
+    CHECK(run_query(o) == kExitNoSeries);
+    CHECK(output.out() == "ts  time (UTC)                value\n(0 points)\n");
+    CHECK(output.err() ==
+          "sydradb query: no series is named 'cpu' (sydradb series lists the names there are)\n");
+    CHECK(server.last_request().rfind("GET /api/v1/series?series=cpu HTTP/1.1", 0) == 0);
   }
 }
 

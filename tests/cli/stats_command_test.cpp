@@ -18,6 +18,7 @@
 #include "alloc/small_pool_allocator.hpp"
 #include "canned_server.hpp"
 #include "cli/commands.hpp"
+#include "cli_test_support.hpp"
 #include "server/api/alloc_stats_json.hpp"
 
 namespace sydra::cli {
@@ -25,6 +26,8 @@ namespace {
 
 using nlohmann::json;
 using test::CannedServer;
+using test::CapturedOutput;
+using test::ScopedEnv;
 
 const std::vector<std::string> kColumns = {"shard",        "threads",   "slabs",       "in use",
                                            "in use bytes", "occupancy", "cached",      "deferred",
@@ -88,47 +91,6 @@ const std::map<std::string, std::string>* row_for(const std::vector<std::map<std
     if (row.at("shard") == id) return &row;
   return nullptr;
 }
-
-// Captures what run_stats prints on std::cout and std::cerr.
-class CapturedOutput {
- public:
-  CapturedOutput()
-      : out_(std::cout.rdbuf(captured_out_.rdbuf())), err_(std::cerr.rdbuf(captured_err_.rdbuf())) {}
-  ~CapturedOutput() {
-    std::cout.rdbuf(out_);
-    std::cerr.rdbuf(err_);
-  }
-  std::string out() const { return captured_out_.str(); }
-  std::string err() const { return captured_err_.str(); }
-
- private:
-  std::ostringstream captured_out_, captured_err_;
-  std::streambuf* out_;
-  std::streambuf* err_;
-};
-
-// Sets an environment variable for the scope of a test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value)
-      setenv(name, value, 1);
-    else
-      unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (had_)
-      setenv(name_, old_.c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::string old_;
-  bool had_ = false;
-};
 
 // A document from a real allocator: two shards with blocks in use on each, a cross-shard
 // free waiting in shard 0's deferred queue, and a fallback allocation.
@@ -320,7 +282,10 @@ TEST_SUITE("unit") {
     options.url = server.url();
     CapturedOutput output;
     CHECK(run_stats(options) == kExitHttpError);
-    CHECK(output.err() == "sydradb stats: HTTP 401: missing or invalid bearer token\n");
+    CHECK(output.err() ==
+          "sydradb stats: " + server.url() +
+              ": HTTP 401: missing or invalid bearer token (the daemon requires a token: pass "
+              "--token TOKEN or set SYDRADB_TOKEN)\n");
     CHECK(output.out().empty());
   }
 
@@ -330,7 +295,7 @@ TEST_SUITE("unit") {
     options.url = server.url();
     CapturedOutput output;
     CHECK(run_stats(options) == kExitHttpError);
-    CHECK(output.err() == "sydradb stats: HTTP 502: <html> Bad gateway </html>\n");
+    CHECK(output.err() == "sydradb stats: " + server.url() + ": HTTP 502: <html> Bad gateway </html>\n");
   }
 
   TEST_CASE("run_stats exits 4 when a 200 answer is not JSON") {
@@ -366,7 +331,7 @@ TEST_SUITE("unit") {
     options.watch_seconds = -1;
     CHECK(run_stats(options) == kExitUsage);
     options.watch_seconds = 1;
-    options.url = "garbage";
+    options.url = "ftp://garbage";
     CHECK(run_stats(options) == kExitUsage);  // --watch stops on a bad URL instead of retrying it
   }
 }

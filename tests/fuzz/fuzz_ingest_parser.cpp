@@ -4,15 +4,17 @@
 // and buffers carry state from earlier inputs, as a daemon worker's do) and by a fresh one.
 // Anything wrong aborts:
 //   - a crash, a leak or undefined behaviour (ASan, UBSan);
-//   - ingested + rejected != the number of non-blank lines (every line is either a point or
-//     an error, blank lines are neither);
+//   - ingested + rejected != the number of non-blank lines plus blank lines over the limit
+//     (every such line is either a point or an error, shorter blank lines are neither);
 //   - a point whose id is not series_id(its key), a key outside batch.keys, or a key that
 //     does not survive split_canonical_key / append_canonical_key;
 //   - error line numbers not increasing, beyond the last line, more than kMaxReportedErrors
 //     or fewer than min(rejected, kMaxReportedErrors), or an empty message;
-//   - line_too_long without a line over the limit (or the other way round), or with
-//     anything left in the batch;
+//   - a line over the limit that is not rejected for its length, or a line within it that
+//     is (when its error is among the reported ones);
 //   - the two parsers disagreeing (a stale cache).
+// The unit "ts" is read in comes from the input's length, so every unit is exercised.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "server/storage/ingest_parser.hpp"
 #include "server/storage/series_key.hpp"
@@ -29,6 +32,7 @@ namespace {
 using sydra::storage::NdjsonParser;
 using sydra::storage::ParsedBatch;
 using sydra::storage::ParsedPoint;
+using sydra::storage::TimeUnit;
 
 constexpr std::size_t kMaxLine = 1024;
 
@@ -43,9 +47,9 @@ constexpr std::size_t kMaxLine = 1024;
   } while (0)
 
 struct LineCount {
-  std::uint64_t lines = 0;      // all lines, blank or not
-  std::uint64_t non_blank = 0;  // lines the parser must account for
-  bool too_long = false;        // a line (without its '\n') over kMaxLine bytes
+  std::uint64_t lines = 0;              // all lines, blank or not
+  std::uint64_t non_blank = 0;          // lines the parser must account for
+  std::vector<std::uint64_t> too_long;  // lines (without their '\n') over kMaxLine bytes
 };
 
 LineCount count_lines(std::string_view body) {
@@ -57,23 +61,24 @@ LineCount count_lines(std::string_view body) {
     std::string_view line = body.substr(pos, end - pos);
     pos = end + 1;
     ++count.lines;
-    if (line.size() > kMaxLine) count.too_long = true;
-    if (line.find_first_not_of(" \t\r") != std::string_view::npos) ++count.non_blank;
+    if (line.size() > kMaxLine) {
+      count.too_long.push_back(count.lines);
+      ++count.non_blank;
+    } else if (line.find_first_not_of(" \t\r") != std::string_view::npos) {
+      ++count.non_blank;
+    }
   }
   return count;
 }
 
-void check_batch(std::string_view body, NdjsonParser::Status status, const ParsedBatch& batch) {
+void check_batch(std::string_view body, const ParsedBatch& batch) {
   const LineCount count = count_lines(body);
-  if (status == NdjsonParser::Status::line_too_long) {
-    CHECK_INVARIANT(count.too_long);
-    CHECK_INVARIANT(batch.points.empty() && batch.keys.empty() && batch.errors.empty() &&
-                    batch.rejected == 0);
-    return;
-  }
-  CHECK_INVARIANT(status == NdjsonParser::Status::ok);
-  CHECK_INVARIANT(!count.too_long);
   CHECK_INVARIANT(batch.points.size() + batch.rejected == count.non_blank);
+  for (const auto& error : batch.errors) {
+    const bool too_long =
+        std::find(count.too_long.begin(), count.too_long.end(), error.line) != count.too_long.end();
+    CHECK_INVARIANT(too_long == (std::string_view(error.message).rfind("the line is ", 0) == 0));
+  }
 
   const std::size_t expected_errors =
       batch.rejected < ParsedBatch::kMaxReportedErrors ? batch.rejected : ParsedBatch::kMaxReportedErrors;
@@ -115,7 +120,10 @@ bool same_batches(const ParsedBatch& a, const ParsedBatch& b) {
   for (std::size_t i = 0; i < a.errors.size(); ++i) {
     if (a.errors[i].line != b.errors[i].line || a.errors[i].message != b.errors[i].message) return false;
   }
-  return true;
+  return a.unit_mismatch.lines == b.unit_mismatch.lines &&
+         a.unit_mismatch.first_line == b.unit_mismatch.first_line &&
+         a.unit_mismatch.first_ts == b.unit_mismatch.first_ts &&
+         a.unit_mismatch.looks_like == b.unit_mismatch.looks_like;
 }
 
 }  // namespace
@@ -123,15 +131,18 @@ bool same_batches(const ParsedBatch& a, const ParsedBatch& b) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
 
+  static constexpr TimeUnit kUnits[] = {TimeUnit::milliseconds, TimeUnit::seconds, TimeUnit::microseconds,
+                                        TimeUnit::nanoseconds};
+  const TimeUnit unit = kUnits[size % 4];
+
   static NdjsonParser reused(kMaxLine);
   static ParsedBatch reused_batch;
-  const NdjsonParser::Status reused_status = reused.parse(body, reused_batch);
-  check_batch(body, reused_status, reused_batch);
+  reused.parse(body, reused_batch, unit);
+  check_batch(body, reused_batch);
 
   NdjsonParser fresh(kMaxLine);
   ParsedBatch fresh_batch;
-  const NdjsonParser::Status fresh_status = fresh.parse(body, fresh_batch);
-  CHECK_INVARIANT(fresh_status == reused_status);
+  fresh.parse(body, fresh_batch, unit);
   CHECK_INVARIANT(same_batches(fresh_batch, reused_batch));
   return 0;
 }

@@ -43,10 +43,12 @@ std::string key_of(std::string_view entry) {
   return std::string(entry.substr(0, entry.find('=')));
 }
 
-// Variables that would change what the daemon does, unless a test sets them itself.
+// Variables that would change what the daemon (or a client command) does, unless a test sets
+// them itself.
 constexpr std::string_view kScrubbed[] = {
-    "SYDRADB_TOKEN", "NOTIFY_SOCKET",    "WATCHDOG_USEC",      "WATCHDOG_PID",           "LISTEN_FDS",
-    "LISTEN_PID",    "SYDRA_ALLOC_MODE", "SYDRA_ALLOC_SHARDS", "SYDRA_ALLOC_RESERVE_MB", "JOURNAL_STREAM"};
+    "SYDRADB_TOKEN", "SYDRADB_URL", "NOTIFY_SOCKET",    "WATCHDOG_USEC",      "WATCHDOG_PID",
+    "LISTEN_FDS",    "LISTEN_PID",  "SYDRA_ALLOC_MODE", "SYDRA_ALLOC_SHARDS", "SYDRA_ALLOC_RESERVE_MB",
+    "JOURNAL_STREAM"};
 
 Millis remaining(Clock::time_point deadline) {
   return std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - Clock::now()));

@@ -97,7 +97,8 @@ struct ChildOptions {
 };
 
 // Starts argv[0] (a path) with the test's environment minus the variables that change the
-// daemon's behaviour (SYDRADB_TOKEN, NOTIFY_SOCKET, WATCHDOG_*, SYDRA_ALLOC_*), plus
+// daemon's or a client's behaviour (SYDRADB_TOKEN, SYDRADB_URL, NOTIFY_SOCKET, WATCHDOG_*,
+// SYDRA_ALLOC_*), plus
 // options.env. Call from the test's main thread (see PR_SET_PDEATHSIG above).
 pid_t spawn(const std::vector<std::string>& argv, const ChildOptions& options);
 // Waits up to `timeout` for the child; nullopt if it is still running.

@@ -239,7 +239,7 @@ TEST_CASE("HEAD: the GET answer's headers, Content-Length included, and no body"
   CHECK(del.header("Allow") == "GET, HEAD");
 }
 
-TEST_CASE("Expect: 100-continue is answered before the body; an announced oversized body is refused") {
+TEST_CASE("Expect: 100-continue is answered before the body, an announced oversized body is refused") {
   Daemon d(DaemonOptions().set({"max_body_bytes=2048"}));
   INFO("daemon stderr:\n", d.log());
   Connection c(d.port());
@@ -262,7 +262,7 @@ TEST_CASE("Expect: 100-continue is answered before the body; an announced oversi
   CHECK(big.read_until_close(patience(2s)).closed);
 }
 
-TEST_CASE("empty lines before a request line are ignored; a transfer coding other than chunked is 501") {
+TEST_CASE("empty lines before a request line are ignored, a transfer coding other than chunked is 501") {
   Daemon d;
   INFO("daemon stderr:\n", d.log());
   Connection c(d.port());

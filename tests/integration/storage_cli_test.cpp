@@ -1,9 +1,10 @@
 // `sydradb ingest` (NDJSON on standard input) and `sydradb query` against the real daemon:
 // the summary with input line numbers, exit codes (0 stored, 5 some lines rejected, 3 no
-// daemon, 4 HTTP error), and the points read back as a table, CSV and JSON, raw and
-// downsampled.
+// daemon), lines over the daemon's limits rejected alone, timestamp unit warnings and
+// --precision, and the points read back as a table, CSV and JSON, raw and downsampled.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,7 +15,6 @@ namespace sydra::itest {
 namespace {
 
 constexpr int kExitUnreachable = 3;
-constexpr int kExitHttpError = 4;
 constexpr int kExitRejected = 5;
 
 constexpr std::int64_t kT0 = 1'700'000'000'000;
@@ -104,12 +104,13 @@ TEST_CASE("sydradb ingest from stdin, then sydradb query reads the points back")
     CHECK(r.status == exited_with(0));
     CHECK(r.out == "ts,value\n" + std::to_string(kT0) + ",4\n" + std::to_string(kT0 + 5000) + ",9\n");
   }
-  // The default table, for a series that does not exist: no points.
+  // The default table, for a series that does not exist: no points, and it says so (exit 6).
   {
     const RunResult r = run_sydradb({"query", "nosuch", "0", std::to_string(kT0), "--url", d.url()});
     INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
-    CHECK(r.status == exited_with(0));
+    CHECK(r.status == exited_with(6));
     CHECK(contains(r.out, "(0 points)"));
+    CHECK(contains(r.err, "no series is named 'nosuch'"));
   }
   // The table for one point.
   {
@@ -122,7 +123,7 @@ TEST_CASE("sydradb ingest from stdin, then sydradb query reads the points back")
   }
 }
 
-TEST_CASE("sydradb ingest: malformed lines among good ones, numbered in the input across batches; exit 5") {
+TEST_CASE("sydradb ingest: malformed lines among good ones, numbered in the input across batches, exit 5") {
   Daemon d;
   INFO("daemon stderr:\n", d.log());
   TempDir scratch;
@@ -153,16 +154,83 @@ TEST_CASE("sydradb ingest: malformed lines among good ones, numbered in the inpu
   CHECK(lines_of(q.out).size() == 5);  // header + 4 points
 }
 
-TEST_CASE("sydradb ingest: a line over the daemon's limit is an HTTP error naming its lines; exit 4") {
+TEST_CASE(
+    "sydradb ingest: a line over max_line_bytes is rejected alone, with its number, the rest is stored") {
   Daemon d(DaemonOptions().set({"max_line_bytes=1024"}));
   INFO("daemon stderr:\n", d.log());
   TempDir scratch;
-  const std::string input =
-      line("m", kT0, 1, "") + R"({"series":"m","ts":1,"value":1,"pad":")" + std::string(2000, 'x') + "\"}\n";
+  const std::string long_line = R"({"series":"m","ts":1,"value":1,"pad":")" + std::string(2000, 'x') + "\"}";
+  const std::string input = line("m", kT0, 1, "") + long_line + "\n" + line("m", kT0 + 1, 2, "");
   const RunResult r = ingest_from_stdin(scratch, input, {"--url", d.url()});
   INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
-  CHECK(r.status == exited_with(kExitHttpError));
-  CHECK(contains(r.err, "HTTP 413 for lines 1-2"));
+  CHECK(r.status == exited_with(kExitRejected));
+  CHECK(r.out == "ingested 2, rejected 1 (1 request)\n  line 2: the line is " +
+                     std::to_string(long_line.size()) + " bytes, over max_line_bytes=1024\n");
+  CHECK(r.err.empty());
+  const RunResult q =
+      run_sydradb({"query", "m", std::to_string(kT0), std::to_string(kT0 + 1), "--csv", "--url", d.url()});
+  CHECK(q.out == "ts,value\n" + std::to_string(kT0) + ",1\n" + std::to_string(kT0 + 1) + ",2\n");
+}
+
+TEST_CASE(
+    "sydradb ingest: batches over max_body_bytes are split until they fit, a line over it alone is "
+    "rejected") {
+  Daemon d(DaemonOptions().set({"max_body_bytes=1024", "max_line_bytes=4096"}));
+  INFO("daemon stderr:\n", d.log());
+  TempDir scratch;
+  std::string input;
+  for (int i = 0; i < 40; ++i) input += line("m", kT0 + i, i, "");  // ~55 bytes each, 2 KiB in all
+  const std::string huge = R"({"series":"m","ts":5,"value":5,"pad":")" + std::string(1500, 'y') + "\"}";
+  input += huge + "\n";  // line 41: over max_body_bytes on its own
+  for (int i = 40; i < 50; ++i) input += line("m", kT0 + i, i, "");
+  const RunResult r = ingest_from_stdin(scratch, input, {"--url", d.url(), "--batch-bytes", "100000"});
+  INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+  CHECK(r.status == exited_with(kExitRejected));
+  const std::vector<std::string> out = lines_of(r.out);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].rfind("ingested 50, rejected 1 (", 0) == 0);
+  CHECK(out[1].rfind("  line 41: refused by the daemon: ", 0) == 0);
+  CHECK(contains(out[1], "max_body_bytes"));
+  const RunResult q =
+      run_sydradb({"query", "m", std::to_string(kT0), std::to_string(kT0 + 100), "--csv", "--url", d.url()});
+  CHECK(lines_of(q.out).size() == 51);  // header + 50 points
+}
+
+TEST_CASE("sydradb ingest: seconds sent as milliseconds are warned about, --precision s stores them right") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  TempDir scratch;
+  const std::int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::string input;
+  for (int i = 0; i < 3; ++i) input += line("load", now_s - 60 + i, i, "");
+  {
+    const RunResult r = ingest_from_stdin(scratch, input, {"--url", d.url()});
+    INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+    CHECK(r.status == exited_with(0));  // stored, as given: a warning is not a rejection
+    const std::vector<std::string> out = lines_of(r.out);
+    REQUIRE(out.size() == 2);
+    CHECK(out[0] == "ingested 3, rejected 0 (1 request)");
+    CHECK(out[1].rfind("  warning: line 1 and 2 more: \"ts\" " + std::to_string(now_s - 60) +
+                           " looks like seconds but is read as milliseconds (1970-",
+                       0) == 0);
+    CHECK(contains(out[1], "pass --precision s, or send milliseconds"));
+    CHECK(contains(d.log(), "looks like seconds since the Unix epoch but is read as milliseconds"));
+    // Stored in 1970: the last hour has nothing.
+    const RunResult q = run_sydradb({"query", "load", "now-1h", "now", "--csv", "--url", d.url()});
+    CHECK(q.out == "ts,value\n");
+  }
+  {
+    const RunResult r = ingest_from_stdin(scratch, input, {"--url", d.url(), "--precision", "s"});
+    INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+    CHECK(r.status == exited_with(0));
+    CHECK(r.out == "ingested 3, rejected 0 (1 request)\n");
+    const RunResult q = run_sydradb({"query", "load", "now-1h", "now", "--csv", "--url", d.url()});
+    CHECK(q.out == "ts,value\n" + std::to_string((now_s - 60) * 1000) + ",0\n" +
+                       std::to_string((now_s - 59) * 1000) + ",1\n" + std::to_string((now_s - 58) * 1000) +
+                       ",2\n");
+  }
 }
 
 TEST_CASE("sydradb ingest and query without a daemon: exit 3") {

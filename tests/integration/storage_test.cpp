@@ -2,7 +2,8 @@
 // ingest then query before and after a flush, restart and recovery, kill -9 in the middle
 // of an fsync=always ingest stream (every acknowledged point must come back), retention,
 // background compaction and `sydradb compact` on a stopped data directory, malformed lines
-// mixed with good ones, 413 on an oversized line, 400 on bad query parameters.
+// mixed with good ones, an oversized line rejected alone, ?precision= and the timestamp
+// unit warning, 400 on bad query parameters.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -189,15 +190,59 @@ TEST_SUITE("integration") {
     CHECK(metric(d.port(), "sydradb_ingest_rejected_total") == 3);
   }
 
-  TEST_CASE("storage: an oversized line is 413 and nothing of the request is stored") {
+  TEST_CASE("storage: a line over max_line_bytes is rejected alone, with its number, the others are stored") {
     Daemon d(DaemonOptions().set({"max_line_bytes=1024"}));
     const std::string big = point_line(std::string(2000, 'x'), 1, 1.0);
-    const HttpResponse r = post(d.port(), "/api/v1/ingest", point_line("ok", 1, 1.0) + big);
-    CHECK(r.status == 413);
-    CHECK(r.json()["error"].get<std::string>().find("max_line_bytes") != std::string::npos);
-    CHECK(all_points(d.port(), "ok").empty());
-    CHECK(post(d.port(), "/api/v1/ingest", point_line("ok", 1, 1.0)).status == 200);
-    CHECK(all_points(d.port(), "ok").size() == 1);
+    const HttpResponse r =
+        post(d.port(), "/api/v1/ingest", point_line("ok", 1, 1.0) + big + point_line("ok", 2, 2.0));
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    const json j = r.json();
+    CHECK(j["ingested"] == 2);
+    CHECK(j["rejected"] == 1);
+    REQUIRE(j["errors"].size() == 1);
+    CHECK(j["errors"][0]["line"] == 2);
+    CHECK(j["errors"][0]["error"] ==
+          "the line is " + std::to_string(big.size() - 1) + " bytes, over max_line_bytes=1024");
+    CHECK(all_points(d.port(), "ok").size() == 2);
+    CHECK(metric(d.port(), "sydradb_ingest_rejected_total") == 1);
+  }
+
+  TEST_CASE(
+      "storage: ?precision= reads ts in s, ms, us or ns, a ts that looks like another unit is warned about") {
+    Daemon d;
+    INFO("daemon stderr:\n", d.log());
+    const std::int64_t t_s = 1'700'000'000;
+    for (const auto& [unit, ts] : {std::pair<std::string, std::int64_t>{"s", t_s},
+                                   {"ms", t_s * 1000 + 1},
+                                   {"us", (t_s * 1000 + 2) * 1000 + 999},
+                                   {"ns", (t_s * 1000 + 3) * 1'000'000}}) {
+      const HttpResponse r = post(d.port(), "/api/v1/ingest?precision=" + unit, point_line("p", ts, 1.0));
+      REQUIRE_MESSAGE(r.status == 200, r.body);
+      CHECK_FALSE(r.json().contains("warnings"));
+    }
+    const json pts = all_points(d.port(), "p");
+    REQUIRE(pts.size() == 4);
+    for (int i = 0; i < 4; ++i) CHECK(pts[i]["ts"] == t_s * 1000 + i);
+
+    // Seconds without ?precision: stored as milliseconds (1970), and the answer says so.
+    const HttpResponse r =
+        post(d.port(), "/api/v1/ingest", point_line("w", 5, 1.0) + point_line("w", t_s, 2.0));
+    REQUIRE_MESSAGE(r.status == 200, r.body);
+    const json j = r.json();
+    CHECK(j["ingested"] == 2);
+    REQUIRE(j["warnings"].size() == 1);
+    CHECK(j["warnings"][0]["line"] == 2);
+    CHECK(j["warnings"][0]["lines"] == 1);
+    CHECK(j["warnings"][0]["ts"] == t_s);
+    CHECK(j["warnings"][0]["looks_like"] == "s");
+    CHECK(j["warnings"][0]["warning"] ==
+          "\"ts\" looks like seconds since the Unix epoch but is read as milliseconds: send ?precision=s, or "
+          "milliseconds");
+    CHECK(all_points(d.port(), "w")[1]["ts"] == t_s);
+
+    const HttpResponse bad = post(d.port(), "/api/v1/ingest?precision=sec", point_line("p", 1, 1.0));
+    CHECK(bad.status == 400);
+    CHECK(bad.json()["error"] == "unknown 'precision' 'sec': expected s, ms, us or ns");
   }
 
   TEST_CASE("storage: bad query parameters are 400 with a JSON message") {
@@ -366,7 +411,7 @@ TEST_SUITE("integration") {
     CHECK(pts[49] == json{{"ts", 49}, {"value", 24.5}});
   }
 
-  TEST_CASE("storage: a torn WAL tail is cut with a warning; corruption before it stops start-up") {
+  TEST_CASE("storage: a torn WAL tail is cut with a warning, corruption before it stops start-up") {
     TempDir data;
     const auto opts = [&] {
       return DaemonOptions().set({"data_dir=" + data.path(), "flush_interval_ms=3600000"});
@@ -422,6 +467,12 @@ TEST_SUITE("integration") {
     const RunResult r = run_sydradb({"compact", "--data-dir", data.path()});
     CHECK_MESSAGE(r.status == exited_with(0), r.err);
     Daemon d(opts());
+    // On a running daemon's directory: refused, and it says what to do.
+    const RunResult busy = run_sydradb({"compact", "--data-dir", data.path()});
+    CHECK(busy.status == exited_with(1));
+    CHECK(busy.err == "sydradb compact: data directory " + data.path() +
+                          "/segments is in use by another process: stop the daemon first (compact works on a "
+                          "stopped daemon's data directory)\n");
     CHECK(metric(d.port(), "sydradb_segments") == 1);
     const json pts = all_points(d.port(), "sc");
     REQUIRE(pts.size() == 30);

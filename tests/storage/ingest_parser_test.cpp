@@ -20,21 +20,20 @@ using namespace std::string_view_literals;
 using namespace std::string_literals;
 
 struct Parsed {
-  NdjsonParser::Status status;
   ParsedBatch batch;
 };
 
-Parsed parse(std::string_view body, std::size_t max_line = 64 * 1024) {
+Parsed parse(std::string_view body, std::size_t max_line = 64 * 1024,
+             TimeUnit unit = TimeUnit::milliseconds) {
   NdjsonParser parser(max_line);
-  Parsed p{NdjsonParser::Status::ok, ParsedBatch{}};
-  p.status = parser.parse(body, p.batch);
+  Parsed p{ParsedBatch{}};
+  parser.parse(body, p.batch, unit);
   return p;
 }
 
 // The one error of a body holding one bad line, or "" when it was accepted.
 std::string error_of(std::string_view line) {
   const Parsed p = parse(line);
-  REQUIRE(p.status == NdjsonParser::Status::ok);
   if (p.batch.rejected == 0) return {};
   REQUIRE(p.batch.rejected == 1);
   REQUIRE(p.batch.errors.size() == 1);
@@ -68,7 +67,6 @@ TEST_SUITE("unit") {
     const Parsed p =
         parse(R"({"series":"cpu.load","ts":1700000000000,"tags":{"host":"h17","dc":"eu"},"value":0.75})"
               "\n");
-    REQUIRE(p.status == NdjsonParser::Status::ok);
     CHECK(p.batch.rejected == 0);
     CHECK(p.batch.errors.empty());
     REQUIRE(p.batch.points.size() == 1);
@@ -92,7 +90,7 @@ TEST_SUITE("unit") {
     CHECK(p.batch.points[0].value == 1.0);  // an integer value becomes a double
   }
 
-  TEST_CASE("a series without tags is its name alone; empty tags are the same series") {
+  TEST_CASE("a series without tags is its name alone, empty tags are the same series") {
     const Parsed p = parse(R"({"series":"m","ts":1,"value":1})"
                            "\n"
                            R"({"series":"m","ts":2,"value":2,"tags":{}})");
@@ -125,7 +123,6 @@ TEST_SUITE("unit") {
 
   TEST_CASE("an empty body is an empty batch") {
     const Parsed p = parse("");
-    CHECK(p.status == NdjsonParser::Status::ok);
     CHECK(p.batch.points.empty());
     CHECK(p.batch.rejected == 0);
   }
@@ -260,20 +257,89 @@ TEST_SUITE("unit") {
       CHECK(p.batch.points[i].ts == Timestamp(2 * i + 2));
   }
 
-  TEST_CASE("a line over the limit: line_too_long and an empty batch") {
+  TEST_CASE("a line over the limit is rejected alone, with its number, the others are stored") {
     const std::string good = R"({"series":"m","ts":1,"value":1})";
     const std::string long_line = R"({"series":"m","ts":1,"value":1,"pad":")" + std::string(200, 'x') + "\"}";
     Parsed p = parse(good + "\n" + long_line + "\n" + good, 128);
-    CHECK(p.status == NdjsonParser::Status::line_too_long);
-    CHECK(p.batch.points.empty());
-    CHECK(p.batch.keys.empty());
+    CHECK(p.batch.points.size() == 2);
+    CHECK(p.batch.rejected == 1);
+    REQUIRE(p.batch.errors.size() == 1);
+    CHECK(p.batch.errors[0].line == 2);
+    CHECK(std::string_view(p.batch.errors[0].message) ==
+          "the line is " + std::to_string(long_line.size()) + " bytes, over max_line_bytes=128");
+    // A blank line over the limit counts too: the limit is on bytes, whatever they are.
+    p = parse(std::string(200, ' ') + "\n" + good, 128);
+    CHECK(p.batch.points.size() == 1);
+    CHECK(p.batch.rejected == 1);
     // Exactly at the limit is accepted.
     p = parse(good + "\n", good.size());
-    CHECK(p.status == NdjsonParser::Status::ok);
     CHECK(p.batch.points.size() == 1);
+    CHECK(p.batch.rejected == 0);
   }
 
-  TEST_CASE("consecutive points of one series share one key; a change of series adds one") {
+  TEST_CASE("ts in seconds, microseconds or nanoseconds is stored in milliseconds, rounded down") {
+    const auto ts_of = [](std::string_view ts, TimeUnit unit) {
+      const Parsed p = parse(R"({"series":"m","value":1,"ts":)" + std::string(ts) + "}", 1024, unit);
+      REQUIRE(p.batch.points.size() == 1);
+      return p.batch.points[0].ts;
+    };
+    CHECK(ts_of("1700000000", TimeUnit::seconds) == 1'700'000'000'000);
+    CHECK(ts_of("-2", TimeUnit::seconds) == -2000);
+    CHECK(ts_of("1700000000123", TimeUnit::milliseconds) == 1'700'000'000'123);
+    CHECK(ts_of("1700000000123456", TimeUnit::microseconds) == 1'700'000'000'123);
+    CHECK(ts_of("1700000000123456789", TimeUnit::nanoseconds) == 1'700'000'000'123);
+    CHECK(ts_of("-1", TimeUnit::microseconds) == -1);  // floor, not towards zero
+    CHECK(ts_of("-1000001", TimeUnit::nanoseconds) == -2);
+    // Seconds beyond the millisecond range are rejected, not wrapped.
+    const Parsed p = parse(R"({"series":"m","value":1,"ts":9223372036854776})", 1024, TimeUnit::seconds);
+    CHECK(p.batch.points.empty());
+    REQUIRE(p.batch.errors.size() == 1);
+    CHECK(std::string_view(p.batch.errors[0].message) == "\"ts\" in seconds is out of the millisecond range");
+  }
+
+  TEST_CASE("timestamps that look like another unit are counted with the first line") {
+    const auto line = [](std::string_view ts) {
+      return R"({"series":"m","value":1,"ts":)" + std::string(ts) + "}\n";
+    };
+    // Seconds sent as milliseconds: stored as given (January 1970), and noted.
+    Parsed p = parse(line("5") + line("1700000000") + line("1700000001") + line("1700000000000"));
+    CHECK(p.batch.points.size() == 4);
+    CHECK(p.batch.points[1].ts == 1'700'000'000);
+    CHECK(p.batch.unit_mismatch.lines == 2);
+    CHECK(p.batch.unit_mismatch.first_line == 2);
+    CHECK(p.batch.unit_mismatch.first_ts == 1'700'000'000);
+    CHECK(p.batch.unit_mismatch.looks_like == TimeUnit::seconds);
+    // Nanoseconds and microseconds sent as milliseconds.
+    p = parse(line("1700000000000000000"));
+    CHECK(p.batch.unit_mismatch.looks_like == TimeUnit::nanoseconds);
+    p = parse(line("1700000000000000"));
+    CHECK(p.batch.unit_mismatch.looks_like == TimeUnit::microseconds);
+    // Milliseconds sent as seconds.
+    p = parse(line("1700000000000"), 1024, TimeUnit::seconds);
+    CHECK(p.batch.unit_mismatch.lines == 1);
+    CHECK(p.batch.unit_mismatch.looks_like == TimeUnit::milliseconds);
+    // In their unit, or not a date of this era in any unit: nothing to note.
+    for (const auto& [ts, unit] :
+         {std::pair{"1700000000", TimeUnit::seconds}, std::pair{"1700000000000", TimeUnit::milliseconds},
+          std::pair{"1700000000000000", TimeUnit::microseconds},
+          std::pair{"1700000000000000000", TimeUnit::nanoseconds}, std::pair{"0", TimeUnit::milliseconds},
+          std::pair{"-5", TimeUnit::seconds}, std::pair{"99999999999", TimeUnit::milliseconds}}) {
+      CAPTURE(ts);
+      CHECK(parse(line(ts), 1024, unit).batch.unit_mismatch.lines == 0);
+    }
+  }
+
+  TEST_CASE("time units by name") {
+    TimeUnit u = TimeUnit::milliseconds;
+    for (const char* name : {"s", "ms", "us", "ns"}) {
+      REQUIRE(parse_time_unit(name, u));
+      CHECK(std::string(to_string(u)) == name);
+    }
+    CHECK_FALSE(parse_time_unit("sec", u));
+    CHECK_FALSE(parse_time_unit("", u));
+  }
+
+  TEST_CASE("consecutive points of one series share one key, a change of series adds one") {
     const Parsed p = parse(R"({"series":"a","ts":1,"value":1,"tags":{"h":"1"}})"
                            "\n"
                            R"({"series":"a","ts":2,"value":1,"tags":{"h":"1"}})"
@@ -299,11 +365,10 @@ TEST_SUITE("unit") {
     NdjsonParser parser;
     ParsedBatch first, second;
     const std::string line = R"({"series":"cpu","ts":1,"value":1,"tags":{"h":"x"}})";
-    REQUIRE(parser.parse("{\"series\":\"zzzzzz\",\"ts\":1,\"value\":1}\n" + line, first) ==
-            NdjsonParser::Status::ok);
+    parser.parse("{\"series\":\"zzzzzz\",\"ts\":1,\"value\":1}\n" + line, first);
     REQUIRE(first.points.size() == 2);
     CHECK(first.points[1].key_offset > 0);
-    REQUIRE(parser.parse(line, second) == NdjsonParser::Status::ok);
+    parser.parse(line, second);
     REQUIRE(second.points.size() == 1);
     CHECK(second.points[0].key_offset == 0);
     CHECK(second.key(second.points[0]) == "cpu\0h\0x"sv);
@@ -321,9 +386,9 @@ TEST_SUITE("unit") {
   TEST_CASE("parse clears the batch it is given") {
     NdjsonParser parser;
     ParsedBatch batch;
-    REQUIRE(parser.parse("x\n{\"series\":\"m\",\"ts\":1,\"value\":1}", batch) == NdjsonParser::Status::ok);
+    parser.parse("x\n{\"series\":\"m\",\"ts\":1,\"value\":1}", batch);
     CHECK(batch.rejected == 1);
-    REQUIRE(parser.parse("{\"series\":\"n\",\"ts\":2,\"value\":2}", batch) == NdjsonParser::Status::ok);
+    parser.parse("{\"series\":\"n\",\"ts\":2,\"value\":2}", batch);
     CHECK(batch.rejected == 0);
     CHECK(batch.errors.empty());
     REQUIRE(batch.points.size() == 1);
@@ -341,7 +406,7 @@ TEST_SUITE("unit") {
                 R"(","ts":1,"value":1})"
                 "\n";
       body += "bad line\n";
-      REQUIRE(parser.parse(body, batch) == NdjsonParser::Status::ok);
+      parser.parse(body, batch);
       CHECK(batch.points.size() == 100);
       CHECK(batch.errors.size() == 1);
       CHECK(batch.points.get_allocator().resource() == &resource);
@@ -359,7 +424,7 @@ TEST_SUITE("unit") {
         body += R"({"series":"m","ts":)" + std::to_string(i) + R"(,"value":)" + std::to_string(i * round) +
                 R"(,"tags":{"r":")" + std::to_string(i % 3) + "\"}}\n";
       }
-      REQUIRE(parser.parse(body, batch) == NdjsonParser::Status::ok);
+      parser.parse(body, batch);
       REQUIRE(batch.points.size() == 50);
       for (int i = 0; i < 50; ++i) {
         const ParsedPoint& point = batch.points[static_cast<std::size_t>(i)];
