@@ -16,16 +16,22 @@ inline constexpr int kExitUnreachable = 3;  // the daemon could not be reached
 inline constexpr int kExitHttpError = 4;    // the daemon answered with an HTTP error
 inline constexpr int kExitRejected = 5;     // `ingest`: the daemon rejected some lines (the rest are stored)
 
+// Where `stats` looks when neither --url nor $SYDRADB_CONTROL_URL says: the control listener
+// of a daemon on its default ports (control_port = http_port + 1 = 8081).
+inline constexpr const char* kDefaultControlUrl = "http://127.0.0.1:8081";
+
 struct StatsOptions {
-  std::string url = "http://127.0.0.1:8080";
+  std::string url;           // "" = $SYDRADB_CONTROL_URL, else kDefaultControlUrl
   std::string token;         // --token, else $SYDRADB_TOKEN
   bool json = false;         // print the raw /debug/alloc/stats document
   double watch_seconds = 0;  // > 0: refresh in place every this many seconds until interrupted
   double timeout_seconds = 5;
 };
 
-// `sydradb stats`: reads GET {url}/debug/alloc/stats from the running daemon and prints a
-// summary and a per-shard table (or the raw JSON). Returns an exit code.
+// `sydradb stats`: reads GET {url}/debug/alloc/stats from the running daemon — its control
+// listener, which answers even while ingest keeps the workers busy (the data listener
+// answers too) — and prints a summary and a per-shard table (or the raw JSON). Returns an
+// exit code.
 int run_stats(const StatsOptions& options);
 
 struct IngestOptions {

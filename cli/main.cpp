@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
       {"--allocator-shards", "allocator_shards", "allocator shards (-1 = one per worker, 0 = off)"},
       {"--log-level", "log_level", "trace | debug | info | warn | error | critical | off"},
       {"--port-file", "port_file", "write the bound port to this file once listening"},
+      {"--control-port", "control_port", "control listener port (-1 = --port + 1, 0 = any free port)"},
+      {"--control-listen", "control_address", "control listener address (default 127.0.0.1)"},
+      {"--control-port-file", "control_port_file", "write the control listener's port to this file"},
       {"--fsync", "fsync", "always | interval | none"},
   };
   for (const KeyFlag& f : kKeyFlags) {
@@ -92,7 +95,9 @@ int main(int argc, char** argv) {
 
   sydra::cli::StatsOptions stats_options;
   CLI::App* stats = app.add_subcommand("stats", "Show the running daemon's allocator telemetry");
-  stats->add_option("--url", stats_options.url, "daemon URL")->capture_default_str();
+  stats->add_option("--url", stats_options.url,
+                    std::string("the daemon's control listener (default: $SYDRADB_CONTROL_URL, else ") +
+                        sydra::cli::kDefaultControlUrl + ")");
   stats->add_option("--token", stats_options.token, "bearer token (default: $SYDRADB_TOKEN)");
   stats->add_flag("--json", stats_options.json, "print the raw /debug/alloc/stats document");
   stats->add_option("--watch", stats_options.watch_seconds, "refresh every SECONDS until interrupted")

@@ -372,7 +372,12 @@ std::string format_stats(const nlohmann::json& doc, const std::string& url) {
   return out;
 }
 
-int run_stats(const StatsOptions& options) {
+int run_stats(const StatsOptions& flags) {
+  StatsOptions options = flags;
+  if (options.url.empty()) {
+    const char* env = std::getenv("SYDRADB_CONTROL_URL");
+    options.url = env != nullptr && *env != '\0' ? env : kDefaultControlUrl;
+  }
   const std::optional<std::string> resolved = client_token("stats", options.token, options.timeout_seconds);
   if (!resolved) return kExitUsage;
   const std::string& token = *resolved;

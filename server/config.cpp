@@ -125,6 +125,9 @@ const std::map<std::string, KeySpec>& key_specs() {
         },
         [](Config& c, const std::string& t, const std::string& k) { c.access_log = parse_bool_text(k, t); }}},
       {"port_file", string_key(&Config::port_file, true)},
+      {"control_address", string_key(&Config::control_address, false)},
+      {"control_port", integer_key(&Config::control_port, -1, 65535)},
+      {"control_port_file", string_key(&Config::control_port_file, true)},
       {"max_body_bytes", integer_key(&Config::max_body_bytes, 1024, std::int64_t{1} << 32)},
       {"max_header_bytes", integer_key(&Config::max_header_bytes, 1024, 1 << 20)},
       {"read_timeout_ms", integer_key(&Config::read_timeout_ms, 10, kU32)},
@@ -148,6 +151,12 @@ std::uint32_t Config::resolved_workers() const noexcept {
   if (workers != 0) return workers;
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : n;
+}
+
+std::uint16_t Config::resolved_control_port() const noexcept {
+  if (control_port >= 0) return static_cast<std::uint16_t>(control_port);
+  if (http_port == 0 || http_port == 65535) return 0;
+  return static_cast<std::uint16_t>(http_port + 1);
 }
 
 std::uint32_t Config::resolved_shards() const noexcept {
@@ -192,11 +201,30 @@ void set_config_value(Config& config, const std::string& key, const std::string&
   it->second.from_text(config, value, key);
 }
 
-void validate(const Config& config) {
+namespace {
+bool is_ip_address(const std::string& text) {
   unsigned char address[sizeof(in6_addr)];
-  if (inet_pton(AF_INET, config.listen_address.c_str(), address) != 1 &&
-      inet_pton(AF_INET6, config.listen_address.c_str(), address) != 1)
+  return inet_pton(AF_INET, text.c_str(), address) == 1 || inet_pton(AF_INET6, text.c_str(), address) == 1;
+}
+
+bool is_wildcard(const std::string& address) {
+  return address == "0.0.0.0" || address == "::" || address == "0:0:0:0:0:0:0:0";
+}
+}  // namespace
+
+void validate(const Config& config) {
+  if (!is_ip_address(config.listen_address))
     bad("listen_address", "'" + config.listen_address + "' is not an IPv4 or IPv6 address");
+  if (!is_ip_address(config.control_address))
+    bad("control_address", "'" + config.control_address + "' is not an IPv4 or IPv6 address");
+  if (config.control_port == -1 && config.http_port == 65535)
+    bad("control_port",
+        "the default, http_port + 1, is out of range with http_port = 65535; set control_port");
+  const bool same_address = config.listen_address == config.control_address ||
+                            is_wildcard(config.listen_address) || is_wildcard(config.control_address);
+  if (config.http_port != 0 && config.resolved_control_port() == config.http_port && same_address)
+    bad("control_port",
+        std::to_string(config.http_port) + " is http_port too: the control listener needs a port of its own");
 }
 
 const char* to_string(FsyncPolicy policy) noexcept {
