@@ -129,6 +129,10 @@ class Session : public std::enable_shared_from_this<Session> {
         alloc_(worker.handler->memory()),
         buffer_(options_.max_header_bytes + kReadChunk * 16, alloc_) {
     worker_.sessions.insert(this);
+    // Answers go out when written: with Nagle's algorithm a second small write (a pipelined
+    // answer, the answer after a 100 Continue) would wait for the client's delayed ACK.
+    beast::error_code ignored;
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
   }
 
   ~Session() {
@@ -195,14 +199,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void on_header(beast::error_code ec, std::size_t bytes) {
-    if (ec || parser_->is_done()) return on_read(ec, bytes);
+    if (ec) return on_read(ec, bytes);
     const auto& message = parser_->get();
-    // Chunked is the only transfer coding understood (RFC 9112 §6.1: otherwise 501).
+    // Chunked is the only transfer coding understood (RFC 9112 §6.1: otherwise 501) — also
+    // when the parser, not knowing the coding, took the message for one without a body.
     if (const auto te = message[bhttp::field::transfer_encoding];
         !te.empty() && !beast::iequals(te, "chunked")) {
       started_ = std::chrono::steady_clock::now();
       return reject(501, "unsupported Transfer-Encoding: only chunked is accepted");
     }
+    if (parser_->is_done()) return on_read(ec, bytes);
     if (message.version() >= 11 && beast::iequals(message[bhttp::field::expect], "100-continue")) {
       // A body announced over the limit is refused now, before the client sends it.
       if (const auto length = parser_->content_length(); length && *length > options_.max_body_bytes) {
