@@ -16,6 +16,8 @@ packages=(
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
   # plots of latency percentiles; HTTP load generator
   gnuplot-nox wrk curl
+  # the peer TSDB in benchmarks (bench/control_bench.sh starts its own on loopback)
+  victoria-metrics
   # whole-program tools used by tests and docs (RSS, instruction counts)
   procps valgrind python3
   # packaging and its test: dpkg-shlibdeps (cpack), systemd-analyze, file, objdump
@@ -31,6 +33,15 @@ if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  # Debian's victoria-metrics package enables and starts a system service when installed;
+  # benchmarks and tests start their own. A policy-rc.d that refuses (exit 101) keeps the
+  # maintainer scripts from starting it; it is removed afterwards.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod 755 "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
