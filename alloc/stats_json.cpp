@@ -1,5 +1,6 @@
 #include "stats_json.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -52,9 +53,9 @@ class Writer {
       out_ += "null";  // JSON has no NaN or infinity
       return;
     }
-    char buf[32];
-    int n = std::snprintf(buf, sizeof buf, "%.17g", v);
-    out_.append(buf, static_cast<std::size_t>(n));
+    char buf[32];  // the shortest text that reads back as v: at most 24 characters
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, end);
   }
   void value(bool v) {
     element();

@@ -37,10 +37,8 @@ stats_poll_ms=100
 workers=2
 outdir="build/ingest_bench"
 
-usage() {
-  sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  exit 2
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?}"; shift 2 ;;
@@ -71,12 +69,6 @@ command -v python3 >/dev/null || { echo "ingest_bench: python3 is needed for the
 mkdir -p "$outdir"
 work="$(mktemp -d "${TMPDIR:-/tmp}/sydradb-ingest-bench.XXXXXX")"
 daemon_pid=""
-
-alive() {
-  local state
-  state="$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
 
 cleanup() {
   local status=$?
@@ -109,20 +101,8 @@ start_daemon() {
 }
 
 stop_daemon() {
-  kill -TERM "$daemon_pid"
-  daemon_exit=killed
-  for _ in $(seq 300); do
-    if ! alive "$daemon_pid"; then
-      daemon_exit=0
-      wait "$daemon_pid" || daemon_exit=$?
-      break
-    fi
-    sleep 0.1
-  done
-  if [[ "$daemon_exit" == killed ]]; then
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
+  stop_pid "$daemon_pid"
+  daemon_exit="$stopped_exit"
   daemon_pid=""
 }
 

@@ -1,7 +1,11 @@
-// tsdb_load: a load generator for the running daemon's ingest and query endpoints.
+// tsdb_load: a load generator for the running daemon's ingest and query endpoints (or
+// VictoriaMetrics' JSON-line import, to load the peer the same way).
 //
 //   tsdb_load [--url http://127.0.0.1:8080] [--connections 8] [--batch 1000] [--series 1000]
 //             [--duration 10] [--query-fraction 0] [--stats-poll-ms 0] [--token T] [--json]
+//             [--format sydradb|vm-import]
+//             [--probe-url http://HOST:PORT] [--probe-path /debug/alloc/stats] [--probe-rate 10]
+//             [--probe-idle-seconds 0]
 //
 // Each connection is a thread with one keep-alive HTTP/1.1 connection (plain blocking
 // sockets). A request is, with probability --query-fraction, a range query
@@ -12,8 +16,18 @@
 // nothing. With --stats-poll-ms P > 0 another thread polls GET /debug/alloc/stats every P ms
 // on its own connection, and its latency is reported apart.
 //
+// --format vm-import sends the same points as VictoriaMetrics JSON lines
+// ({"metric":{"__name__":...,tags},"values":[v],"timestamps":[ts]}) to POST /api/v1/import;
+// every 2xx answer counts the batch's points.
+//
+// The probe (--probe-url): --probe-rate times a second, a GET of --probe-path on a FRESH
+// connection (connect, request with Connection: close, read to end of stream), timed from
+// the connect to the end — what a curl or a health check costs, minus the process start.
+// With --probe-idle-seconds S it first probes S seconds before any load starts ("idle"),
+// then during the load ("load"); each phase reported apart.
+//
 // Reports: points/s (counted from the daemon's "ingested" answers), requests/s, latency
-// p50/p99/p999/max per request kind, errors (transport errors, non-200 answers, rejected
+// p50/p99/p999/max per request kind, errors (transport errors, non-2xx answers, rejected
 // points). Exit 0 when the run had no errors, 1 otherwise, 2 for bad arguments.
 #include <netdb.h>
 #include <netinet/in.h>
@@ -41,9 +55,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+enum class Format { sydradb, vm_import };
+
 struct Options {
   std::string host = "127.0.0.1";
   std::string port = "8080";
+  Format format = Format::sydradb;
+  std::string probe_host, probe_port;  // empty: no probe
+  std::string probe_path = "/debug/alloc/stats";
+  double probe_rate = 10;
+  double probe_idle_seconds = 0;
   std::string token;
   unsigned connections = 8;
   std::size_t batch = 1000;
@@ -55,12 +76,15 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr,
-               "tsdb_load: %s\n"
-               "usage: tsdb_load [--url http://HOST:PORT] [--connections N] [--batch POINTS] [--series N]\n"
-               "                 [--duration SECONDS] [--query-fraction F] [--stats-poll-ms MS] [--token T] "
-               "[--json]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "tsdb_load: %s\n"
+      "usage: tsdb_load [--url http://HOST:PORT] [--connections N] [--batch POINTS] [--series N]\n"
+      "                 [--duration SECONDS] [--query-fraction F] [--stats-poll-ms MS] [--token T] "
+      "[--json]\n"
+      "                 [--format sydradb|vm-import] [--probe-url http://HOST:PORT] [--probe-path PATH]\n"
+      "                 [--probe-rate PER_SECOND] [--probe-idle-seconds S]\n",
+      why);
   std::exit(2);
 }
 
@@ -80,16 +104,37 @@ Options parse_options(int argc, char** argv) {
         usage(("bad value for " + arg).c_str());
       return v;
     };
+    // http://HOST:PORT into host and port.
+    const auto url = [&](std::string& host, std::string& port) {
+      std::string text = value();
+      if (text.rfind("http://", 0) != 0) usage((arg + " must be http://HOST:PORT").c_str());
+      text = text.substr(7);
+      if (!text.empty() && text.back() == '/') text.pop_back();
+      const auto colon = text.rfind(':');
+      if (colon == std::string::npos || text.find('/') != std::string::npos)
+        usage((arg + " must be http://HOST:PORT").c_str());
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+    };
     if (arg == "--url") {
-      std::string url = value();
-      if (url.rfind("http://", 0) != 0) usage("--url must be http://HOST:PORT");
-      url = url.substr(7);
-      if (!url.empty() && url.back() == '/') url.pop_back();
-      const auto colon = url.rfind(':');
-      if (colon == std::string::npos || url.find('/') != std::string::npos)
-        usage("--url must be http://HOST:PORT");
-      o.host = url.substr(0, colon);
-      o.port = url.substr(colon + 1);
+      url(o.host, o.port);
+    } else if (arg == "--probe-url") {
+      url(o.probe_host, o.probe_port);
+    } else if (arg == "--probe-path") {
+      o.probe_path = value();
+      if (o.probe_path.empty() || o.probe_path[0] != '/') usage("--probe-path must start with /");
+    } else if (arg == "--probe-rate") {
+      o.probe_rate = number(0.1, 1000);
+    } else if (arg == "--probe-idle-seconds") {
+      o.probe_idle_seconds = number(0, 3600);
+    } else if (arg == "--format") {
+      const std::string f = value();
+      if (f == "sydradb")
+        o.format = Format::sydradb;
+      else if (f == "vm-import")
+        o.format = Format::vm_import;
+      else
+        usage("--format must be sydradb or vm-import");
     } else if (arg == "--connections") {
       o.connections = static_cast<unsigned>(number(1, 1024));
     } else if (arg == "--batch") {
@@ -117,7 +162,8 @@ Options parse_options(int argc, char** argv) {
 
 class HttpConnection {
  public:
-  HttpConnection(const Options& o) : options_(o) {}
+  explicit HttpConnection(const Options& o) : host_(o.host), port_(o.port) {}
+  HttpConnection(std::string host, std::string port) : host_(std::move(host)), port_(std::move(port)) {}
   ~HttpConnection() { close(); }
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;
@@ -155,7 +201,7 @@ class HttpConnection {
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* result = nullptr;
-    if (::getaddrinfo(options_.host.c_str(), options_.port.c_str(), &hints, &result) != 0) return false;
+    if (::getaddrinfo(host_.c_str(), port_.c_str(), &hints, &result) != 0) return false;
     for (addrinfo* a = result; a != nullptr; a = a->ai_next) {
       const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
       if (fd < 0) continue;
@@ -222,7 +268,7 @@ class HttpConnection {
     return status;
   }
 
-  const Options& options_;
+  std::string host_, port_;
   int fd_ = -1;
   std::string buffer_;
 };
@@ -240,16 +286,26 @@ struct BodyTemplate {
 
 BodyTemplate make_template(const Options& o, std::size_t first_series, std::mt19937_64& rng) {
   BodyTemplate t;
-  t.body.reserve(o.batch * 96);
+  t.body.reserve(o.batch * 112);
   std::uniform_real_distribution<double> value(0, 100);
   char line[256];
   for (std::size_t j = 0; j < o.batch; ++j) {
     const std::size_t s = (first_series + j) % o.series;
-    const int prefix = std::snprintf(line, sizeof line, "{\"series\":\"bench.load\",\"ts\":");
+    int prefix = 0;
+    if (o.format == Format::sydradb) {
+      prefix = std::snprintf(line, sizeof line, "{\"series\":\"bench.load\",\"ts\":");
+      std::snprintf(line + prefix, sizeof line - static_cast<std::size_t>(prefix),
+                    "%0*d,\"tags\":{\"host\":\"h%zu\",\"dc\":\"dc%zu\"},\"value\":%.3f}\n",
+                    static_cast<int>(kTsDigits), 0, s, s % 4, value(rng));
+    } else {  // VictoriaMetrics' /api/v1/import: one JSON line per series, here one point each
+      prefix = std::snprintf(line, sizeof line,
+                             "{\"metric\":{\"__name__\":\"bench.load\",\"host\":\"h%zu\",\"dc\":\"dc%zu\"},"
+                             "\"values\":[%.3f],\"timestamps\":[",
+                             s, s % 4, value(rng));
+      std::snprintf(line + prefix, sizeof line - static_cast<std::size_t>(prefix), "%0*d]}\n",
+                    static_cast<int>(kTsDigits), 0);
+    }
     t.ts_offsets.push_back(static_cast<std::uint32_t>(t.body.size() + static_cast<std::size_t>(prefix)));
-    std::snprintf(line + prefix, sizeof line - static_cast<std::size_t>(prefix),
-                  "%0*d,\"tags\":{\"host\":\"h%zu\",\"dc\":\"dc%zu\"},\"value\":%.3f}\n",
-                  static_cast<int>(kTsDigits), 0, s, s % 4, value(rng));
     t.body += line;
   }
   return t;
@@ -264,7 +320,7 @@ void write_ts(char* at, std::int64_t ts) {
 
 // Latencies in nanoseconds per request kind, and counters; one per thread, merged at the end.
 struct Tally {
-  std::vector<std::uint64_t> ingest_ns, query_ns, stats_ns;
+  std::vector<std::uint64_t> ingest_ns, query_ns, stats_ns, probe_idle_ns, probe_load_ns;
   std::uint64_t points = 0, rejected_points = 0, transport_errors = 0, http_errors = 0;
   std::uint64_t query_points = 0;
 
@@ -272,6 +328,8 @@ struct Tally {
     ingest_ns.insert(ingest_ns.end(), o.ingest_ns.begin(), o.ingest_ns.end());
     query_ns.insert(query_ns.end(), o.query_ns.begin(), o.query_ns.end());
     stats_ns.insert(stats_ns.end(), o.stats_ns.begin(), o.stats_ns.end());
+    probe_idle_ns.insert(probe_idle_ns.end(), o.probe_idle_ns.begin(), o.probe_idle_ns.end());
+    probe_load_ns.insert(probe_load_ns.end(), o.probe_load_ns.begin(), o.probe_load_ns.end());
     points += o.points;
     rejected_points += o.rejected_points;
     transport_errors += o.transport_errors;
@@ -334,23 +392,27 @@ void run_connection(const Options& o, unsigned index, Clock::time_point deadline
     for (std::size_t j = 0; j < t.ts_offsets.size(); ++j) {
       write_ts(t.body.data() + t.ts_offsets[j], base + static_cast<std::int64_t>(j));
     }
-    const int n =
-        std::snprintf(head, sizeof head,
-                      "POST /api/v1/ingest HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-ndjson\r\n"
-                      "%sContent-Length: %zu\r\n\r\n",
-                      o.host.c_str(), auth.c_str(), t.body.size());
+    const int n = std::snprintf(head, sizeof head,
+                                "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-ndjson\r\n"
+                                "%sContent-Length: %zu\r\n\r\n",
+                                o.format == Format::sydradb ? "/api/v1/ingest" : "/api/v1/import",
+                                o.host.c_str(), auth.c_str(), t.body.size());
     const auto start = Clock::now();
     const int status =
         connection.request(std::string_view(head, static_cast<std::size_t>(n)), t.body, answer);
     const auto ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count());
     if (status < 0) {
       ++tally.transport_errors;
-    } else if (status != 200) {
+    } else if (status < 200 || status > 299) {
       ++tally.http_errors;
     } else {
       tally.ingest_ns.push_back(ns);
-      tally.points += count_after(answer, "\"ingested\":");
-      tally.rejected_points += count_after(answer, "\"rejected\":");
+      if (o.format == Format::sydradb) {
+        tally.points += count_after(answer, "\"ingested\":");
+        tally.rejected_points += count_after(answer, "\"rejected\":");
+      } else {
+        tally.points += o.batch;  // 204, no body
+      }
     }
   }
 }
@@ -375,6 +437,66 @@ void run_stats_poller(const Options& o, Clock::time_point deadline, Tally& tally
     next += std::chrono::milliseconds(o.stats_poll_ms);
     if (next < Clock::now()) next = Clock::now();
     std::this_thread::sleep_until(std::min(next, deadline));
+  }
+}
+
+// One GET on a fresh connection, read to the end of the stream: its status (-1 on a
+// transport error) and, in `ns`, the time from connect() to the end.
+int probe_once(const std::string& host, const std::string& port, const std::string& head, std::uint64_t& ns) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &result) != 0) return -1;
+  const auto start = Clock::now();
+  int fd = -1;
+  for (addrinfo* a = result; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd >= 0 && ::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(result);
+  if (fd < 0) return -1;
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  int status = -1;
+  if (::send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size())) {
+    std::string answer;
+    char chunk[65536];
+    ssize_t n;
+    while ((n = ::recv(fd, chunk, sizeof chunk, 0)) > 0) answer.append(chunk, static_cast<std::size_t>(n));
+    if (n == 0 && answer.size() > 12 && answer.rfind("HTTP/1.", 0) == 0)
+      status = std::atoi(answer.c_str() + 9);
+  }
+  ::close(fd);
+  ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(Clock::now() - start).count());
+  return status;
+}
+
+// Probes at --probe-rate until `deadline`, into `out`.
+void run_probe(const Options& o, Clock::time_point deadline, std::vector<std::uint64_t>& out, Tally& tally) {
+  const std::string head = "GET " + o.probe_path + " HTTP/1.1\r\nHost: " + o.probe_host + "\r\n" +
+                           auth_header(o) + "Connection: close\r\n\r\n";
+  const auto period =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / o.probe_rate));
+  auto next = Clock::now();
+  while (next < deadline) {
+    std::this_thread::sleep_until(next);
+    std::uint64_t ns = 0;
+    const int status = probe_once(o.probe_host, o.probe_port, head, ns);
+    if (status < 0) {
+      ++tally.transport_errors;
+    } else if (status != 200) {
+      ++tally.http_errors;
+    } else {
+      out.push_back(ns);
+    }
+    next += period;
+    if (next < Clock::now()) next = Clock::now();  // a slow probe: keep the rate from now
   }
 }
 
@@ -416,7 +538,14 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<Tally> tallies(o.connections + 1);
+  const bool probing = !o.probe_host.empty();
+  std::vector<Tally> tallies(o.connections + 2);
+  Tally& probe_tally = tallies[o.connections + 1];
+  if (probing && o.probe_idle_seconds > 0) {
+    const auto idle_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(o.probe_idle_seconds));
+    run_probe(o, idle_end, probe_tally.probe_idle_ns, probe_tally);
+  }
   std::vector<std::thread> threads;
   const auto start = Clock::now();
   const auto deadline =
@@ -426,6 +555,7 @@ int main(int argc, char** argv) {
   }
   if (o.stats_poll_ms > 0)
     threads.emplace_back([&] { run_stats_poller(o, deadline, tallies[o.connections]); });
+  if (probing) threads.emplace_back([&] { run_probe(o, deadline, probe_tally.probe_load_ns, probe_tally); });
   for (std::thread& t : threads) t.join();
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
 
@@ -434,6 +564,8 @@ int main(int argc, char** argv) {
   Percentiles ingest = percentiles(total.ingest_ns);
   Percentiles query = percentiles(total.query_ns);
   Percentiles stats = percentiles(total.stats_ns);
+  Percentiles probe_idle = percentiles(total.probe_idle_ns);
+  Percentiles probe_load = percentiles(total.probe_load_ns);
   const double points_per_s = static_cast<double>(total.points) / elapsed;
   const double requests_per_s = static_cast<double>(ingest.count + query.count) / elapsed;
   const std::uint64_t errors = total.transport_errors + total.http_errors + total.rejected_points;
@@ -450,12 +582,13 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"connections\":%u,\"batch\":%zu,\"series\":%zu,\"query_fraction\":%.3f,\"seconds\":%.3f,"
         "\"points\":%" PRIu64
-        ",\"points_per_second\":%.0f,\"requests_per_second\":%.1f,%s,%s,%s,"
+        ",\"points_per_second\":%.0f,\"requests_per_second\":%.1f,%s,%s,%s,%s,%s,"
         "\"query_points\":%" PRIu64 ",\"errors\":{\"transport\":%" PRIu64 ",\"http\":%" PRIu64
         ",\"rejected_points\":%" PRIu64 "}}\n",
         o.connections, o.batch, o.series, o.query_fraction, elapsed, total.points, points_per_s,
         requests_per_s, kind("ingest", ingest).c_str(), kind("query", query).c_str(),
-        kind("stats", stats).c_str(), total.query_points, total.transport_errors, total.http_errors,
+        kind("stats", stats).c_str(), kind("probe_idle", probe_idle).c_str(),
+        kind("probe_load", probe_load).c_str(), total.query_points, total.transport_errors, total.http_errors,
         total.rejected_points);
   } else {
     std::printf("tsdb_load: %u connections, %zu points/request, %zu series, query fraction %.2f, %.1f s\n",
@@ -464,12 +597,14 @@ int main(int argc, char** argv) {
     std::printf("  requests/s    %.1f\n", requests_per_s);
     const auto row = [](const char* name, const Percentiles& p) {
       if (p.count == 0) return;
-      std::printf("  %-8s %8zu requests  p50 %.3f ms  p99 %.3f ms  p999 %.3f ms  max %.3f ms\n", name,
+      std::printf("  %-10s %8zu requests  p50 %.3f ms  p99 %.3f ms  p999 %.3f ms  max %.3f ms\n", name,
                   p.count, p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms);
     };
     row("ingest", ingest);
     row("query", query);
     row("stats", stats);
+    row("probe idle", probe_idle);
+    row("probe load", probe_load);
     std::printf("  errors        transport %" PRIu64 ", http %" PRIu64 ", rejected points %" PRIu64 "\n",
                 total.transport_errors, total.http_errors, total.rejected_points);
   }

@@ -49,26 +49,30 @@ std::string error_text(const std::string& body) {
 }
 
 std::optional<DaemonClient> DaemonClient::open(std::string_view command, const std::string& url_flag,
-                                               const std::string& token_flag, double timeout_seconds) {
+                                               const std::string& token_flag, double timeout_seconds,
+                                               Listener listener) {
   if (!(timeout_seconds > 0) || !std::isfinite(timeout_seconds)) {
     print_error(command, "--timeout must be a positive number of seconds");
     return std::nullopt;
   }
+  const bool control = listener == Listener::control;
+  std::string variable = control ? "SYDRADB_CONTROL_URL" : "SYDRADB_URL";
   std::string url = url_flag;
   bool defaulted = false;
   if (url.empty()) {
-    const auto from_env = environment("SYDRADB_URL");
+    const auto from_env = environment(variable.c_str());
     defaulted = !from_env;
-    url = from_env.value_or(kDefaultUrl);
+    url = from_env.value_or(control ? kDefaultControlUrl : kDefaultUrl);
   }
   try {
     parse_http_url(url);
   } catch (const std::invalid_argument& e) {
-    print_error(command, std::string(e.what()) + (url_flag.empty() ? " (from SYDRADB_URL)" : ""));
+    print_error(command, std::string(e.what()) + (url_flag.empty() ? " (from " + variable + ")" : ""));
     return std::nullopt;
   }
   std::string token = token_flag.empty() ? environment("SYDRADB_TOKEN").value_or("") : token_flag;
-  return DaemonClient(command, std::move(url), defaulted, std::move(token), timeout_seconds);
+  return DaemonClient(command, std::move(url), defaulted, std::move(variable), std::move(token),
+                      timeout_seconds);
 }
 
 HttpResponse DaemonClient::send(const std::string& method, const std::string& path, const std::string& body,
@@ -77,8 +81,8 @@ HttpResponse DaemonClient::send(const std::string& method, const std::string& pa
     return http_request(method, url_, path, token_, body, content_type, timeout_seconds_);
   } catch (const Unreachable& e) {
     if (!url_defaulted_) throw;
-    throw Unreachable(std::string(e.what()) +
-                      " (the default URL: give --url or set SYDRADB_URL when the daemon listens elsewhere)");
+    throw Unreachable(std::string(e.what()) + " (the default URL: give --url or set " + url_variable_ +
+                      " when the daemon listens elsewhere)");
   }
 }
 

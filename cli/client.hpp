@@ -1,7 +1,9 @@
 // What the client commands (stats, ingest, query, series) share: where the daemon is, the
 // token, and one format for every error they print.
 //
-//   where    --url, else $SYDRADB_URL, else http://127.0.0.1:8080; "host:port" needs no scheme
+//   where    --url, else $SYDRADB_URL, else http://127.0.0.1:8080; "host:port" needs no scheme.
+//            Commands that talk to the control listener (`stats`) read $SYDRADB_CONTROL_URL
+//            and default to http://127.0.0.1:8081 instead.
 //   token    --token, else $SYDRADB_TOKEN
 //   errors   "sydradb COMMAND: MESSAGE" on stderr, one line; an HTTP error answer reads
 //            "URL: HTTP STATUS: the daemon's message", with how to fix a 401
@@ -16,6 +18,11 @@
 namespace sydra::cli {
 
 inline constexpr const char* kDefaultUrl = "http://127.0.0.1:8080";
+// The control listener of a daemon on its default ports (control_port = http_port + 1).
+inline constexpr const char* kDefaultControlUrl = "http://127.0.0.1:8081";
+
+// Which of the daemon's listeners a command talks to: its environment variable and default.
+enum class Listener { data, control };
 
 // "sydradb COMMAND: MESSAGE\n" on stderr: the one error format of every command.
 void print_error(std::string_view command, std::string_view message);
@@ -29,7 +36,8 @@ class DaemonClient {
   // Resolves the URL and the token. nullopt after printing why (a bad --timeout or URL):
   // the command then exits kExitUsage.
   static std::optional<DaemonClient> open(std::string_view command, const std::string& url_flag,
-                                          const std::string& token_flag, double timeout_seconds);
+                                          const std::string& token_flag, double timeout_seconds,
+                                          Listener listener = Listener::data);
 
   const std::string& url() const noexcept { return url_; }
   const std::string& command() const noexcept { return command_; }
@@ -54,17 +62,19 @@ class DaemonClient {
   void fail(std::string_view message) const { print_error(command_, message); }
 
  private:
-  DaemonClient(std::string_view command, std::string url, bool url_defaulted, std::string token,
-               double timeout_seconds)
+  DaemonClient(std::string_view command, std::string url, bool url_defaulted, std::string url_variable,
+               std::string token, double timeout_seconds)
       : command_(std::string(command)),
         url_(std::move(url)),
         url_defaulted_(url_defaulted),
+        url_variable_(std::move(url_variable)),
         token_(std::move(token)),
         timeout_seconds_(timeout_seconds) {}
 
   std::string command_;
   std::string url_;
-  bool url_defaulted_ = false;  // neither --url nor SYDRADB_URL: say so when unreachable
+  bool url_defaulted_ = false;  // neither --url nor the variable: say so when unreachable
+  std::string url_variable_;    // SYDRADB_URL or SYDRADB_CONTROL_URL
   std::string token_;
   double timeout_seconds_ = 5;
 };

@@ -18,15 +18,17 @@ inline constexpr int kExitRejected = 5;     // `ingest`: the daemon rejected som
 inline constexpr int kExitNoSeries = 6;     // `query`: no series has that name and those tags
 
 struct StatsOptions {
-  std::string url;           // --url, else $SYDRADB_URL, else http://127.0.0.1:8080 (cli/client.hpp)
+  std::string url;           // --url, else $SYDRADB_CONTROL_URL, else kDefaultControlUrl (cli/client.hpp)
   std::string token;         // --token, else $SYDRADB_TOKEN
   bool json = false;         // print the raw /debug/alloc/stats document
   double watch_seconds = 0;  // > 0: refresh in place every this many seconds until interrupted
   double timeout_seconds = 5;
 };
 
-// `sydradb stats`: reads GET {url}/debug/alloc/stats from the running daemon and prints a
-// summary and a per-shard table (or the raw JSON). Returns an exit code.
+// `sydradb stats`: reads GET {url}/debug/alloc/stats from the running daemon — its control
+// listener, which answers even while ingest keeps the workers busy (the data listener
+// answers too) — and prints a summary and a per-shard table (or the raw JSON). Returns an
+// exit code.
 int run_stats(const StatsOptions& options);
 
 struct IngestOptions {

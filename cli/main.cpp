@@ -101,11 +101,14 @@ CLI::Validator quiet(CLI::Validator check) {
 }
 
 // The URL, token and timeout flags of a client command.
-void add_connection_flags(CLI::App* command, std::string& url, std::string& token, double& timeout_seconds) {
-  command
-      ->add_option("--url", url,
-                   "daemon URL, [http://]host[:port] (default: $SYDRADB_URL, else http://127.0.0.1:8080)")
-      ->type_name("URL");
+void add_connection_flags(CLI::App* command, std::string& url, std::string& token, double& timeout_seconds,
+                          sydra::cli::Listener listener = sydra::cli::Listener::data) {
+  const char* where =
+      listener == sydra::cli::Listener::control
+          ? "the daemon's control listener, [http://]host[:port] "
+            "(default: $SYDRADB_CONTROL_URL, else http://127.0.0.1:8081)"
+          : "daemon URL, [http://]host[:port] (default: $SYDRADB_URL, else http://127.0.0.1:8080)";
+  command->add_option("--url", url, where)->type_name("URL");
   command->add_option("--token", token, "bearer token (default: $SYDRADB_TOKEN)")->type_name("TOKEN");
   command->add_option("--timeout", timeout_seconds, "request timeout in seconds")
       ->type_name("SECONDS")
@@ -142,6 +145,10 @@ int main(int argc, char** argv) {
       {"--allocator-shards", "allocator_shards", "INT", "allocator shards (-1 = one per worker, 0 = off)"},
       {"--log-level", "log_level", "LEVEL", "trace | debug | info | warn | error | critical | off"},
       {"--port-file", "port_file", "FILE", "write the bound port to this file once listening"},
+      {"--control-port", "control_port", "PORT",
+       "control listener port (-1 = --port + 1, 0 = any free port; see --control-port-file)"},
+      {"--control-listen", "control_address", "ADDRESS", "control listener address (default 127.0.0.1)"},
+      {"--control-port-file", "control_port_file", "FILE", "write the control listener's port to this file"},
       {"--fsync", "fsync", "POLICY", "always | interval | none"},
   };
   for (const KeyFlag& f : kKeyFlags) {
@@ -163,7 +170,8 @@ int main(int argc, char** argv) {
 
   sydra::cli::StatsOptions stats_options;
   CLI::App* stats = app.add_subcommand("stats", "Show the running daemon's allocator telemetry");
-  add_connection_flags(stats, stats_options.url, stats_options.token, stats_options.timeout_seconds);
+  add_connection_flags(stats, stats_options.url, stats_options.token, stats_options.timeout_seconds,
+                       sydra::cli::Listener::control);
   stats->add_flag("--json", stats_options.json, "print the raw /debug/alloc/stats document");
   stats->add_option("--watch", stats_options.watch_seconds, "refresh every SECONDS until interrupted")
       ->type_name("SECONDS")

@@ -335,7 +335,7 @@ std::string format_stats(const nlohmann::json& doc, const std::string& url) {
 
 int run_stats(const StatsOptions& options) {
   const std::optional<DaemonClient> client =
-      DaemonClient::open("stats", options.url, options.token, options.timeout_seconds);
+      DaemonClient::open("stats", options.url, options.token, options.timeout_seconds, Listener::control);
   if (!client) return kExitUsage;
   if (options.watch_seconds < 0 || !std::isfinite(options.watch_seconds)) {
     client->fail("--watch must be a positive number of seconds");

@@ -1,4 +1,4 @@
-// The readable form of the daemon's /debug/alloc/stats document (server/api/alloc_stats_json.cpp)
+// The readable form of the daemon's /debug/alloc/stats document (alloc/stats_json.cpp)
 // that `sydradb stats` prints. Separate from the fetching so it can be tested without a server.
 #pragma once
 

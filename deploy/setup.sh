@@ -27,6 +27,10 @@ packages=(
 # loopback ports), so they are installed with starting services forbidden.
 service_packages=(
   prometheus
+  # the peer TSDB in benchmarks (bench/control_bench.sh starts its own on loopback)
+  victoria-metrics
+  # the Redis workload of bench/redis_workload.sh (the benchmark starts its own server)
+  redis-server redis-tools
 )
 
 installed() {

@@ -146,6 +146,9 @@ const std::map<std::string, KeySpec>& key_specs() {
         },
         [](Config& c, const std::string& t, const std::string& k) { c.access_log = parse_bool_text(k, t); }}},
       {"port_file", string_key(&Config::port_file, true)},
+      {"control_address", string_key(&Config::control_address, false)},
+      {"control_port", integer_key(&Config::control_port, -1, 65535)},
+      {"control_port_file", string_key(&Config::control_port_file, true)},
       {"max_body_bytes", integer_key(&Config::max_body_bytes, 1024, std::int64_t{1} << 32)},
       {"max_header_bytes", integer_key(&Config::max_header_bytes, 1024, 1 << 20)},
       {"read_timeout_ms", integer_key(&Config::read_timeout_ms, 10, kU32)},
@@ -169,6 +172,12 @@ std::uint32_t Config::resolved_workers() const noexcept {
   if (workers != 0) return workers;
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : n;
+}
+
+std::uint16_t Config::resolved_control_port() const noexcept {
+  if (control_port >= 0) return static_cast<std::uint16_t>(control_port);
+  if (http_port == 0 || http_port == 65535) return 0;
+  return static_cast<std::uint16_t>(http_port + 1);
 }
 
 std::uint32_t Config::resolved_shards() const noexcept {
@@ -231,7 +240,7 @@ void set_config_value(Config& config, const std::string& key, const std::string&
   it->second.from_text(config, value, key);
 }
 
-std::string resolve_listen_address(const std::string& address) {
+std::string resolve_address(const std::string& key, const std::string& address) {
   unsigned char bytes[sizeof(in6_addr)];
   if (inet_pton(AF_INET, address.c_str(), bytes) == 1 || inet_pton(AF_INET6, address.c_str(), bytes) == 1)
     return address;
@@ -240,8 +249,7 @@ std::string resolve_listen_address(const std::string& address) {
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   if (const int error = getaddrinfo(address.c_str(), nullptr, &hints, &found); error != 0) {
-    bad("listen_address",
-        "'" + address + "' is not an IPv4 or IPv6 address, and as a host name: " + gai_strerror(error));
+    bad(key, "'" + address + "' is not an IPv4 or IPv6 address, and as a host name: " + gai_strerror(error));
   }
   const addrinfo* chosen = found;
   for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
@@ -260,8 +268,22 @@ std::string resolve_listen_address(const std::string& address) {
   return text;
 }
 
+namespace {
+bool is_wildcard(const std::string& address) {
+  return address == "0.0.0.0" || address == "::" || address == "0:0:0:0:0:0:0:0";
+}
+}  // namespace
+
 void validate(const Config& config) {
-  resolve_listen_address(config.listen_address);
+  const std::string listen = resolve_address("listen_address", config.listen_address);
+  const std::string control = resolve_address("control_address", config.control_address);
+  if (config.control_port == -1 && config.http_port == 65535)
+    bad("control_port",
+        "the default, http_port + 1, is out of range with http_port = 65535; set control_port");
+  const bool same_address = listen == control || is_wildcard(listen) || is_wildcard(control);
+  if (config.http_port != 0 && config.resolved_control_port() == config.http_port && same_address)
+    bad("control_port",
+        std::to_string(config.http_port) + " is http_port too: the control listener needs a port of its own");
 }
 
 const char* to_string(FsyncPolicy policy) noexcept {

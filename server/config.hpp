@@ -32,6 +32,11 @@ struct Config {
   bool access_log = false;
   std::string port_file;  // write the bound port here once listening
 
+  // The control listener (/status, /metrics, /debug/*, /health): its own port and thread.
+  std::string control_address = "127.0.0.1";
+  std::int32_t control_port = -1;  // -1 = http_port + 1 (a free port when http_port is 0); 0 = a free port
+  std::string control_port_file;   // write the control listener's bound port here
+
   // Limits.
   std::uint64_t max_body_bytes = std::uint64_t{8} << 20;
   std::uint32_t max_header_bytes = 16 * 1024;
@@ -50,6 +55,8 @@ struct Config {
   std::uint64_t max_query_points = 1'000'000;                  // larger range answers get 413
 
   std::uint32_t resolved_workers() const noexcept;
+  // control_port with -1 resolved (validate() has checked that it is in range).
+  std::uint16_t resolved_control_port() const noexcept;
   std::uint32_t resolved_shards() const noexcept;
 };
 
@@ -70,10 +77,10 @@ void set_config_value(Config& config, const std::string& key, const std::string&
 // ConfigError.
 void validate(const Config& config);
 
-// listen_address as an IP address: itself when it is one, else the host name resolved (its
-// first IPv4 address, else its first IPv6 one: "localhost" listens on 127.0.0.1). Throws
-// ConfigError naming the key when the name does not resolve.
-std::string resolve_listen_address(const std::string& address);
+// An address key (listen_address, control_address) as an IP address: itself when it is one,
+// else the host name resolved (its first IPv4 address, else its first IPv6 one: "localhost"
+// listens on 127.0.0.1). Throws ConfigError naming `key` when the name does not resolve.
+std::string resolve_address(const std::string& key, const std::string& address);
 
 // Every key the file may contain, for `--help`, docs and the docs drift test.
 const std::vector<std::string>& config_keys();

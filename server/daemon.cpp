@@ -13,12 +13,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "alloc/small_pool_allocator.hpp"
 #include "server/api/app.hpp"
 #include "server/http/server.hpp"
 #include "server/log.hpp"
-#include "server/metrics.hpp"
 #include "server/storage/engine.hpp"
 #include "server/storage/segment_store.hpp"
 
@@ -119,10 +119,12 @@ storage::EngineOptions engine_options(const Config& config) {
 
 int run_daemon(const Config& configured, const std::vector<std::string>& config_warnings) {
   for (const std::string& w : config_warnings) spdlog::warn("{}", w);
-  // A host name in listen_address is resolved once, here; the daemon uses the address.
+  // Host names in listen_address and control_address are resolved once, here; the daemon
+  // uses the addresses.
   Config config = configured;
   try {
-    config.listen_address = resolve_listen_address(configured.listen_address);
+    config.listen_address = resolve_address("listen_address", configured.listen_address);
+    config.control_address = resolve_address("control_address", configured.control_address);
   } catch (const ConfigError& e) {
     spdlog::error("{}", e.what());
     return 1;
@@ -155,39 +157,63 @@ int run_daemon(const Config& configured, const std::vector<std::string>& config_
   }
 
   const unsigned workers = config.resolved_workers();
-  RequestMetrics request_metrics(workers);
-  ServerCounters counters;
-  App app(config, allocator, request_metrics, counters, engine.get());
+  App app(config, allocator, engine.get());
   asio::io_context ioc{1};
   // Signals first: a supervisor or test that sends SIGTERM as soon as the port file
   // appears must get a graceful shutdown, not the default action.
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  HttpServer server(ioc, config, app);
-  std::uint16_t port = 0;
+  // Two listeners: data requests on `workers` threads (accepted on this thread), control
+  // requests on a thread of their own, so that they never wait behind data requests.
+  http::Server data(app.server_options(Listener::data), app.hooks(Listener::data),
+                    app.connections(Listener::data), &ioc);
+  http::Server control(app.server_options(Listener::control), app.hooks(Listener::control),
+                       app.connections(Listener::control));
+  std::uint16_t data_port = 0, control_port = 0;
   try {
-    port = server.listen();
+    data_port = data.listen();
+    control_port = control.listen();
   } catch (const std::system_error& e) {
     spdlog::error("{}", e.what());
     return 1;
   }
-  if (!config.port_file.empty() && !write_port_file(config.port_file, port)) {
-    spdlog::error("cannot write port_file {}", config.port_file);
+  app.set_bound_port(Listener::data, data_port);
+  app.set_bound_port(Listener::control, control_port);
+  const std::string data_endpoint = app.endpoint(Listener::data);
+  const std::string control_endpoint = app.endpoint(Listener::control);
+  // The control port file first: whoever waits for port_file finds both. Both are removed
+  // at a clean exit.
+  std::optional<PortFile> port_files[2];
+  for (const auto& [key, path, port, file] :
+       {std::tuple{"control_port_file", config.control_port_file, control_port, &port_files[0]},
+        std::tuple{"port_file", config.port_file, data_port, &port_files[1]}}) {
+    if (path.empty()) continue;
+    if (!write_port_file(path, port)) {
+      spdlog::error("cannot write {} {}", key, path);
+      return 1;
+    }
+    file->emplace(path, port);
+  }
+  try {
+    data.start();
+    control.start();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start the HTTP workers: {}", e.what());
     return 1;
   }
-  std::optional<PortFile> port_file;
-  if (!config.port_file.empty()) port_file.emplace(config.port_file, port);
-  server.start();
+  // "localhost (127.0.0.1):8080" when the address was given as a host name.
   const std::string listen_name = configured.listen_address == config.listen_address
-                                      ? config.listen_address
-                                      : configured.listen_address + " (" + config.listen_address + ")";
+                                      ? data_endpoint
+                                      : configured.listen_address + " (" +
+                                            data_endpoint.substr(0, data_endpoint.rfind(':')) + ")" +
+                                            data_endpoint.substr(data_endpoint.rfind(':'));
   std::string data_dir = std::filesystem::absolute(config.data_dir, ec).lexically_normal().string();
   if (ec) data_dir = config.data_dir;
-  spdlog::info("sydradb {} listening on {}:{} ({}, allocator {}{}, data in {})", SYDRADB_VERSION, listen_name,
-               port, count_of(workers, "worker"), alloc::to_string(allocator.mode()),
+  spdlog::info("sydradb {} listening on {} ({}, allocator {}{}, data in {}), control listener on {}",
+               SYDRADB_VERSION, listen_name, count_of(workers, "worker"), alloc::to_string(allocator.mode()),
                allocator.mode() == alloc::Mode::sharded
                    ? " with " + count_of(allocator.shard_count(), "shard")
                    : std::string(),
-               data_dir);
+               data_dir, control_endpoint);
 
   // Maintenance: advance the epoch and give deferred frees back to their shards, so that
   // memory freed across shards is reused (and idle empty slabs decay to the OS).
@@ -209,16 +235,19 @@ int run_daemon(const Config& configured, const std::vector<std::string>& config_
     spdlog::info("received {}, shutting down: no new connections, finishing requests in flight",
                  signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");
-    server.begin_shutdown();
+    data.begin_shutdown();  // the control listener keeps answering until the data one is done
     maintenance.cancel();
     watchdog.cancel();
   });
 
-  sd_notifyf(0, "READY=1\nSTATUS=listening on %s:%u\nMAINPID=%lu", config.listen_address.c_str(),
-             static_cast<unsigned>(port), static_cast<unsigned long>(getpid()));
+  sd_notifyf(0, "READY=1\nSTATUS=listening on %s, control on %s\nMAINPID=%lu", data_endpoint.c_str(),
+             control_endpoint.c_str(), static_cast<unsigned long>(getpid()));
   ioc.run();  // until the signal handler has stopped everything on this context
 
-  const bool clean = server.wait_stopped(std::chrono::milliseconds(config.shutdown_timeout_ms));
+  const std::chrono::milliseconds shutdown_timeout(config.shutdown_timeout_ms);
+  bool clean = data.wait_stopped(shutdown_timeout);
+  control.begin_shutdown();
+  clean = control.wait_stopped(shutdown_timeout) && clean;
   if (!clean)
     spdlog::warn("requests still running after shutdown_timeout_ms={}; stopped them",
                  config.shutdown_timeout_ms);

@@ -7,14 +7,11 @@
 
 namespace sydra::server {
 
-RequestMetrics::RequestMetrics(unsigned slots) {
-  for (unsigned i = 0; i < (slots == 0 ? 1 : slots); ++i) slots_.push_back(std::make_unique<Slot>());
-}
-
-void RequestMetrics::record(unsigned slot, std::string_view route, int status, double seconds) {
-  Slot& s = *slots_[slot % slots_.size()];
-  std::lock_guard<std::mutex> guard(s.mutex);
-  Series& series = s.series[Key{std::string(route), status}];
+void RequestMetrics::Slot::record(std::string_view route, int status, double seconds) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  auto it = series_.find(route);
+  if (it == series_.end()) it = series_.emplace(std::string(route), std::map<int, Series>{}).first;
+  Series& series = it->second[status];
   ++series.count;
   series.sum_seconds += seconds;
   for (std::size_t i = 0; i < kBounds.size(); ++i)
@@ -24,16 +21,22 @@ void RequestMetrics::record(unsigned slot, std::string_view route, int status, d
     }
 }
 
+RequestMetrics::Slot& RequestMetrics::add_slot(std::string listener) {
+  slots_.push_back(std::make_unique<Slot>(std::move(listener)));
+  return *slots_.back();
+}
+
 std::map<RequestMetrics::Key, RequestMetrics::Series> RequestMetrics::merged() const {
   std::map<Key, Series> out;
   for (const auto& slot : slots_) {
-    std::lock_guard<std::mutex> guard(slot->mutex);
-    for (const auto& [key, s] : slot->series) {
-      Series& o = out[key];
-      o.count += s.count;
-      o.sum_seconds += s.sum_seconds;
-      for (std::size_t i = 0; i < kBounds.size(); ++i) o.buckets[i] += s.buckets[i];
-    }
+    std::lock_guard<std::mutex> guard(slot->mutex_);
+    for (const auto& [route, by_status] : slot->series_)
+      for (const auto& [status, s] : by_status) {
+        Series& o = out[Key{slot->listener_, route, status}];
+        o.count += s.count;
+        o.sum_seconds += s.sum_seconds;
+        for (std::size_t i = 0; i < kBounds.size(); ++i) o.buckets[i] += s.buckets[i];
+      }
   }
   return out;
 }
@@ -202,26 +205,45 @@ std::string render_metrics(const MetricsInput& in) {
   w.single("sydradb_uptime_seconds", "gauge", "Seconds since the daemon started.", in.uptime_seconds);
   w.single("sydradb_workers", "gauge", "HTTP worker threads.", std::uint64_t{in.workers});
 
-  // HTTP.
-  w.single("sydradb_http_connections_open", "gauge", "Open client connections.",
-           in.server.connections_active.load(std::memory_order_relaxed));
-  w.single("sydradb_http_connections_total", "counter", "Client connections accepted.",
-           in.server.connections_total.load(std::memory_order_relaxed));
-  w.single("sydradb_http_connections_rejected_total", "counter", "Connections refused at the connection cap.",
-           in.server.connections_rejected.load(std::memory_order_relaxed));
-  w.single("sydradb_http_timeouts_total", "counter", "Connections closed by the read or idle timeout.",
-           in.server.timeouts.load(std::memory_order_relaxed));
+  // HTTP, by listener.
+  struct ConnectionMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::atomic<std::uint64_t> http::ConnectionCounters::*field;
+  };
+  static constexpr ConnectionMetric kConnectionMetrics[] = {
+      {"sydradb_http_connections_open", "gauge", "Open client connections.",
+       &http::ConnectionCounters::connections_active},
+      {"sydradb_http_connections_total", "counter", "Client connections accepted.",
+       &http::ConnectionCounters::connections_total},
+      {"sydradb_http_connections_rejected_total", "counter", "Connections refused at the connection cap.",
+       &http::ConnectionCounters::connections_rejected},
+      {"sydradb_http_timeouts_total", "counter", "Connections closed by the read or idle timeout.",
+       &http::ConnectionCounters::timeouts},
+      {"sydradb_http_lingering_closes_total", "counter",
+       "Connections closed after draining what the client still sent (lingering close).",
+       &http::ConnectionCounters::lingering_closes},
+  };
+  for (const ConnectionMetric& m : kConnectionMetrics) {
+    w.family(m.name, m.type, m.help);
+    for (const ListenerCounters& l : in.listeners)
+      w.sample(m.name, "listener=\"" + std::string(l.listener) + "\"",
+               (l.counters->*m.field).load(std::memory_order_relaxed));
+  }
   const auto requests = in.requests.merged();
-  w.family("sydradb_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+  auto request_labels = [](const RequestMetrics::Key& key) {
+    return "listener=\"" + escape_label(key.listener) + "\",route=\"" + escape_label(key.route) +
+           "\",status=\"" + std::to_string(key.status) + "\"";
+  };
+  w.family("sydradb_http_requests_total", "counter",
+           "HTTP requests answered, by listener, route and status.");
   for (const auto& [key, series] : requests)
-    w.sample("sydradb_http_requests_total",
-             "route=\"" + escape_label(key.first) + "\",status=\"" + std::to_string(key.second) + "\"",
-             series.count);
+    w.sample("sydradb_http_requests_total", request_labels(key), series.count);
   w.family("sydradb_http_request_duration_seconds", "histogram",
-           "Time from a complete request to its response written, by route and status.");
+           "Time from a complete request to its response written, by listener, route and status.");
   for (const auto& [key, series] : requests) {
-    const std::string labels =
-        "route=\"" + escape_label(key.first) + "\",status=\"" + std::to_string(key.second) + "\"";
+    const std::string labels = request_labels(key);
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < RequestMetrics::kBounds.size(); ++i) {
       cumulative += series.buckets[i];
@@ -377,6 +399,7 @@ std::vector<std::string> metric_names() {
                                     "sydradb_http_connections_total",
                                     "sydradb_http_connections_rejected_total",
                                     "sydradb_http_timeouts_total",
+                                    "sydradb_http_lingering_closes_total",
                                     "sydradb_http_requests_total",
                                     "sydradb_http_request_duration_seconds",
                                     "sydradb_ingest_total",

@@ -3,16 +3,17 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "alloc/stats.hpp"
+#include "server/http/server.hpp"
 
 namespace sydra::storage {
 struct EngineStats;
@@ -20,8 +21,8 @@ struct EngineStats;
 
 namespace sydra::server {
 
-// Request counts and latency, by route and status. Each worker writes its own slot (its
-// mutex is uncontended); a scrape merges the slots.
+// Request counts and latency, by listener, route and status. Each worker writes its own
+// slot (its mutex is uncontended: only a scrape takes it too); a scrape merges the slots.
 class RequestMetrics {
  public:
   static constexpr std::array<double, 13> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -31,33 +32,46 @@ class RequestMetrics {
     double sum_seconds = 0;
     std::array<std::uint64_t, kBounds.size()> buckets{};  // not cumulative
   };
-  using Key = std::pair<std::string, int>;  // route, status
 
-  explicit RequestMetrics(unsigned slots);
-  void record(unsigned slot, std::string_view route, int status, double seconds);
+  class Slot {
+   public:
+    explicit Slot(std::string listener) : listener_(std::move(listener)) {}
+    // Finds the route's series without allocating once it exists.
+    void record(std::string_view route, int status, double seconds);
+
+   private:
+    friend class RequestMetrics;
+    mutable std::mutex mutex_;
+    const std::string listener_;
+    std::map<std::string, std::map<int, Series>, std::less<>> series_;  // route → status → series
+  };
+
+  // A new slot for a worker of `listener`; add them all before the workers start. The
+  // reference stays valid as long as this object.
+  Slot& add_slot(std::string listener);
+
+  struct Key {
+    std::string listener;
+    std::string route;
+    int status = 0;
+    auto operator<=>(const Key&) const = default;
+  };
   std::map<Key, Series> merged() const;
 
  private:
-  struct Slot {
-    mutable std::mutex mutex;
-    std::map<Key, Series> series;
-  };
   std::vector<std::unique_ptr<Slot>> slots_;
 };
 
-// Server-wide gauges and counters written by the HTTP layer.
-struct ServerCounters {
-  std::atomic<std::uint64_t> connections_active{0};
-  std::atomic<std::uint64_t> connections_total{0};
-  std::atomic<std::uint64_t> connections_rejected{0};
-  std::atomic<std::uint64_t> timeouts{0};
-  std::atomic<std::uint64_t> bad_requests{0};
+// One listener's connection counters, as /metrics shows them.
+struct ListenerCounters {
+  std::string_view listener;  // "data", "control"
+  const http::ConnectionCounters* counters;
 };
 
 struct MetricsInput {
   const alloc::AllocatorStats& alloc;
   const RequestMetrics& requests;
-  const ServerCounters& server;
+  std::vector<ListenerCounters> listeners;
   double uptime_seconds;
   unsigned workers;
   const storage::EngineStats* storage = nullptr;  // the storage figures, when an engine runs

@@ -43,5 +43,5 @@ start=$SECONDS
 bash deploy/test_package.sh build/release
 echo "=== package: done in $((SECONDS - start)) s"
 run_preset asan ""
-run_preset tsan "alloc_tests storage_tests integration_tests sydradb" -L 'concurrency|stress|integration'
+run_preset tsan "alloc_tests storage_tests http_tests integration_tests sydradb" -L 'concurrency|stress|integration'
 run_preset fuzz "fuzz_http_request fuzz_ingest_parser fuzz_wal_reader" -L fuzz

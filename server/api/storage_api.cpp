@@ -15,7 +15,6 @@
 #include <system_error>
 #include <vector>
 
-#include "alloc/adapters.hpp"
 #include "server/storage/engine.hpp"
 #include "server/storage/ingest_parser.hpp"
 #include "server/storage/series_key.hpp"
@@ -99,26 +98,15 @@ struct RangeParams {
 
 RangeParams params_from_query(std::string_view query) {
   RangeParams p;
-  auto present = [&](const char* name) {
-    // query_param cannot tell "absent" from "empty": look for the name itself.
-    std::string_view q = query;
-    while (!q.empty()) {
-      const auto amp = q.find('&');
-      const std::string_view pair = q.substr(0, amp);
-      if (pair.substr(0, pair.find('=')) == name) return true;
-      if (amp == std::string_view::npos) break;
-      q.remove_prefix(amp + 1);
-    }
-    return false;
-  };
-  if (present("series")) p.series = http::query_param(query, "series");
-  if (present("tags")) p.tags = parse_json(http::query_param(query, "tags"), "'tags'");
-  if (present("series_id"))
-    p.series_id = parse_integer<std::uint64_t>("series_id", http::query_param(query, "series_id"));
-  if (present("start")) p.start = parse_integer<std::int64_t>("start", http::query_param(query, "start"));
-  if (present("end")) p.end = parse_integer<std::int64_t>("end", http::query_param(query, "end"));
-  if (present("step")) p.step = parse_integer<std::int64_t>("step", http::query_param(query, "step"));
-  if (present("agg")) p.agg = http::query_param(query, "agg");
+  p.series = http::find_query_param(query, "series");
+  if (auto tags = http::find_query_param(query, "tags")) p.tags = parse_json(*tags, "'tags'");
+  if (auto id = http::find_query_param(query, "series_id"))
+    p.series_id = parse_integer<std::uint64_t>("series_id", *id);
+  if (auto start = http::find_query_param(query, "start"))
+    p.start = parse_integer<std::int64_t>("start", *start);
+  if (auto end = http::find_query_param(query, "end")) p.end = parse_integer<std::int64_t>("end", *end);
+  if (auto step = http::find_query_param(query, "step")) p.step = parse_integer<std::int64_t>("step", *step);
+  p.agg = http::find_query_param(query, "agg");
   return p;
 }
 
@@ -199,43 +187,19 @@ void LogThrottle::log(const std::function<void(std::uint64_t unlogged)>& write) 
   }
 }
 
-StorageApi::StorageApi(storage::Engine& engine, const Config& config, alloc::SmallPoolAllocator& allocator)
-    : engine_(engine), config_(config), allocator_(allocator) {}
+StorageApi::StorageApi(storage::Engine& engine, const Config& config) : engine_(engine), config_(config) {}
 
-void StorageApi::add_routes(http::Router& router) {
-  router.add("POST", "/api/v1/ingest", [this](const http::Request& r) { return ingest(r); });
-  router.add("GET", "/api/v1/query/range", [this](const http::Request& r) { return query_range(r); });
-  router.add("POST", "/api/v1/query/range", [this](const http::Request& r) { return query_range(r); });
-  router.add("POST", "/api/v1/query/find", [this](const http::Request& r) { return find(r); });
-  router.add("GET", "/api/v1/series", [this](const http::Request& r) { return series(r); });
-}
-
-http::Response StorageApi::ingest(const http::Request& request) const {
-  // One parser and one batch per worker thread, kept between requests; the batch's vectors
-  // allocate on this worker's shard.
-  struct WorkerState {
-    alloc::PoolResource resource;
-    storage::ParsedBatch batch;
-    storage::NdjsonParser parser;
-    WorkerState(alloc::SmallPoolAllocator& a, std::size_t max_line)
-        : resource(a), batch(&resource), parser(max_line) {}
-  };
-  thread_local std::unique_ptr<WorkerState> state;
-  thread_local std::size_t state_max_line = 0;
-  if (!state || state_max_line != config_.max_line_bytes) {
-    state = std::make_unique<WorkerState>(allocator_, config_.max_line_bytes);
-    state_max_line = config_.max_line_bytes;
-  }
+http::Response StorageApi::ingest(const http::Request& request, WorkerContext& worker) const {
   storage::TimeUnit unit = storage::TimeUnit::milliseconds;
   if (const std::string precision = http::query_param(request.query, "precision");
       !precision.empty() && !storage::parse_time_unit(precision, unit))
     return http::json_error(400, "unknown 'precision' '" + precision + "': expected s, ms, us or ns");
-  storage::ParsedBatch& batch = state->batch;
-  state->parser.parse(request.body, batch, unit);
+  storage::ParsedBatch& batch = worker.batch;
+  worker.parser.parse(request.body, batch, unit);
 
   storage::IngestOutcome outcome;
   try {
-    outcome = engine_.ingest(batch);
+    outcome = engine_.ingest(batch, worker.ingest_scratch);
   } catch (const std::system_error& e) {
     return http::json_error(500, std::string("cannot write the WAL: ") + e.what());
   }

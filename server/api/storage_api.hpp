@@ -15,9 +15,9 @@
 #include <functional>
 #include <limits>
 
-#include "alloc/small_pool_allocator.hpp"
+#include "server/api/worker_context.hpp"
 #include "server/config.hpp"
-#include "server/http/router.hpp"
+#include "server/http/request.hpp"
 
 namespace sydra::storage {
 class Engine;
@@ -37,12 +37,13 @@ class LogThrottle {
   std::atomic<std::uint64_t> unlogged_{0};
 };
 
+// The handlers; their routes (paths, methods, access) are in App's route table.
 class StorageApi {
  public:
-  StorageApi(storage::Engine& engine, const Config& config, alloc::SmallPoolAllocator& allocator);
-  void add_routes(http::Router& router);
+  StorageApi(storage::Engine& engine, const Config& config);
 
-  http::Response ingest(const http::Request& request) const;
+  // Parses into the worker's batch with its parser, and stores through its scratch buffers.
+  http::Response ingest(const http::Request& request, WorkerContext& worker) const;
   http::Response query_range(const http::Request& request) const;
   http::Response find(const http::Request& request) const;
   http::Response series(const http::Request& request) const;
@@ -50,7 +51,6 @@ class StorageApi {
  private:
   storage::Engine& engine_;
   const Config& config_;
-  alloc::SmallPoolAllocator& allocator_;
   mutable LogThrottle unit_warnings_;  // ingest: timestamps that look like another unit
 };
 

@@ -35,7 +35,7 @@ std::string percent_decode(std::string_view in) {
 }
 }  // namespace
 
-std::string query_param(std::string_view query, std::string_view name) {
+std::optional<std::string> find_query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
@@ -45,7 +45,11 @@ std::string query_param(std::string_view query, std::string_view name) {
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
-  return {};
+  return std::nullopt;
+}
+
+std::string query_param(std::string_view query, std::string_view name) {
+  return find_query_param(query, name).value_or(std::string{});
 }
 
 Response json_error(int status, std::string_view message) {
@@ -81,10 +85,14 @@ std::string_view reason(int status) noexcept {
       return "Request Timeout";
     case 413:
       return "Content Too Large";
+    case 421:
+      return "Misdirected Request";
     case 431:
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
     case 503:
       return "Service Unavailable";
     default:

@@ -2,6 +2,7 @@
 // types, so handlers, the router and the fuzzer compile without Beast.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,7 +23,11 @@ struct Request {
 // Splits target into path and query.
 void split_target(Request& request) noexcept;
 
-// The value of query parameter `name`, percent-decoded; empty when absent.
+// The value of the first query parameter called `name` (application/x-www-form-urlencoded:
+// pairs split at '&', name and value at the first '=', '+' and %XX decoded in the value;
+// a malformed %-escape is kept as is). nullopt when absent; "" for "name" or "name=".
+std::optional<std::string> find_query_param(std::string_view query, std::string_view name);
+// The same, "" when absent.
 std::string query_param(std::string_view query, std::string_view name);
 
 struct Response {
@@ -31,6 +36,10 @@ struct Response {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   bool close = false;                                        // close the connection after sending
+  // The route's name in metrics and the access log, set by the router: the matched path,
+  // or "other" for an unknown one (so clients cannot grow the label set). A view of static
+  // storage or of the router's table, which outlives every response.
+  std::string_view route;
 };
 
 // {"error": message} with the given status.

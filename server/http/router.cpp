@@ -2,30 +2,20 @@
 
 namespace sydra::server::http {
 
-void Router::add(std::string method, std::string path, Handler handler) {
-  Route& route = routes_[path];
-  route.path = path;
-  route.methods[std::move(method)] = std::move(handler);
+Response not_found(std::string_view path) {
+  return json_error(404, "no route for " + std::string(path));
 }
 
-Router::Result Router::dispatch(const Request& request) const {
-  auto it = routes_.find(request.path);
-  if (it == routes_.end()) return {json_error(404, "no route for " + std::string(request.path)), kOtherRoute};
-  const Route& route = it->second;
-  auto handler = route.methods.find(request.method);
-  // HEAD is GET without the body (RFC 9110 §9.3.2): the session drops the body.
-  if (handler == route.methods.end() && request.method == "HEAD") handler = route.methods.find("GET");
-  if (handler == route.methods.end()) {
-    std::string allow;
-    for (const auto& [method, h] : route.methods) {
-      allow += (allow.empty() ? "" : ", ") + method;
-      if (method == "GET") allow += ", HEAD";
-    }
-    Response r = json_error(405, "method " + std::string(request.method) + " not allowed on " + route.path);
-    r.headers.emplace_back("Allow", allow);
-    return {std::move(r), route.path};
-  }
-  return {handler->second(request), route.path};
+Response unauthorized(std::string_view realm) {
+  Response r = json_error(401, "missing or invalid bearer token");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"" + std::string(realm) + "\"");
+  return r;
+}
+
+Response method_not_allowed(std::string_view method, std::string_view path, const std::string& allow) {
+  Response r = json_error(405, "method " + std::string(method) + " not allowed on " + std::string(path));
+  r.headers.emplace_back("Allow", allow);
+  return r;
 }
 
 }  // namespace sydra::server::http

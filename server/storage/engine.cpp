@@ -555,7 +555,21 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& options, alloc::SmallP
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
+struct IngestScratch::Buffers {
+  std::vector<Point> points;
+  std::vector<Run> runs;
+  std::vector<std::byte> payload;
+};
+
+IngestScratch::IngestScratch() : buffers_(std::make_unique<Buffers>()) {}
+IngestScratch::~IngestScratch() = default;
+
 IngestOutcome Engine::ingest(const ParsedBatch& batch) {
+  IngestScratch scratch;
+  return ingest(batch, scratch);
+}
+
+IngestOutcome Engine::ingest(const ParsedBatch& batch, IngestScratch& scratch) {
   Impl& s = *impl_;
   s.ingest_requests.fetch_add(1, std::memory_order_relaxed);
   s.ingest_rejected.fetch_add(batch.rejected, std::memory_order_relaxed);
@@ -568,10 +582,7 @@ IngestOutcome Engine::ingest(const ParsedBatch& batch) {
   }
 
   // Runs of consecutive points of one series: one memtable append and one WAL run each.
-  // The scratch buffers live on this thread and keep their capacity between requests.
-  thread_local std::vector<Point> points;
-  thread_local std::vector<Run> runs;
-  thread_local std::vector<std::byte> payload;
+  auto& [points, runs, payload] = *scratch.buffers_;
   points.clear();
   runs.clear();
   points.reserve(batch.points.size());

@@ -141,6 +141,22 @@ struct EngineStats {
   std::uint64_t series = 0;
 };
 
+// Buffers Engine::ingest needs for one batch (the points grouped into runs, the encoded WAL
+// record). A caller that ingests again and again — a worker — keeps one and passes it, so
+// the buffers keep their capacity between requests. Not shared between threads.
+class IngestScratch {
+ public:
+  IngestScratch();
+  ~IngestScratch();
+  IngestScratch(const IngestScratch&) = delete;
+  IngestScratch& operator=(const IngestScratch&) = delete;
+
+ private:
+  friend class Engine;
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers_;
+};
+
 class Engine {
  public:
   // Recovers the data directory (see above) and starts the background thread. Throws
@@ -152,7 +168,10 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Stores a parsed batch (see above). Throws std::system_error on WAL I/O failure.
+  // Stores a parsed batch (see above), using `scratch`'s buffers. Throws std::system_error
+  // on WAL I/O failure.
+  IngestOutcome ingest(const ParsedBatch& batch, IngestScratch& scratch);
+  // The same with buffers of its own (allocated for this call).
   IngestOutcome ingest(const ParsedBatch& batch);
 
   // The points of q.id in [q.start, q.end], sorted by ts, one per ts, downsampled when

@@ -16,10 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "alloc/small_pool_allocator.hpp"
+#include "alloc/stats_json.hpp"
 #include "canned_server.hpp"
 #include "cli/commands.hpp"
 #include "cli_test_support.hpp"
-#include "server/api/alloc_stats_json.hpp"
 
 namespace sydra::cli {
 namespace {
@@ -111,7 +111,7 @@ RealDocument real_document() {
   shard0.pop_back();
 
   RealDocument r{a.snapshot(), {}};
-  r.doc = server::alloc_stats_json(r.stats);
+  r.doc = nlohmann::json::parse(alloc::stats_to_json(r.stats));
 
   for (void* p : shard0) a.deallocate(p);
   for (void* p : shard1) a.deallocate(p);

@@ -1,7 +1,7 @@
 // The docs drift test: every name the code emits is documented, and every documented name
 // exists. The names come from the code itself:
-//   - /debug/alloc/stats keys: every object key, at any depth, of alloc_stats_json() over
-//     real snapshots (server/api/alloc_stats_json.hpp);
+//   - /debug/alloc/stats keys: every object key, at any depth, of stats_to_json() over
+//     real snapshots (alloc/stats_json.hpp, the emitter the daemon serves);
 //   - config keys: config_keys() (server/config.hpp);
 //   - metric names: metric_names() (server/metrics.hpp), and every `# TYPE` render_metrics()
 //     writes must be among them.
@@ -28,7 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "alloc/small_pool_allocator.hpp"
-#include "server/api/alloc_stats_json.hpp"
+#include "alloc/stats_json.hpp"
 #include "server/config.hpp"
 #include "server/metrics.hpp"
 
@@ -223,8 +223,10 @@ sydra::alloc::AllocatorStats busy_snapshot() {
 TEST_SUITE("unit") {
   TEST_CASE("stats JSON keys are all documented in docs/metrics.md and no others") {
     Names emitted;
-    collect_keys(sydra::server::alloc_stats_json(busy_snapshot()), emitted);
-    collect_keys(sydra::server::alloc_stats_json(sydra::alloc::default_allocator().snapshot()), emitted);
+    collect_keys(nlohmann::json::parse(sydra::alloc::stats_to_json(busy_snapshot())), emitted);
+    collect_keys(
+        nlohmann::json::parse(sydra::alloc::stats_to_json(sydra::alloc::default_allocator().snapshot())),
+        emitted);
     REQUIRE(emitted.count("shard_alloc_hits") == 1);    // the walk reached small_pool
     REQUIRE(emitted.count("lock_wait_ns_total") == 1);  // ... and the class arrays
 
@@ -254,12 +256,15 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("render_metrics writes only names that metric_names lists") {
-    sydra::server::RequestMetrics requests(2);
-    requests.record(0, "/status", 200, 0.001);
-    sydra::server::ServerCounters counters;
+    sydra::server::RequestMetrics requests;
+    requests.add_slot("data").record("/status", 200, 0.001);
+    sydra::server::http::ConnectionCounters counters;
     const sydra::alloc::AllocatorStats stats = busy_snapshot();
-    const std::string text = sydra::server::render_metrics(
-        {.alloc = stats, .requests = requests, .server = counters, .uptime_seconds = 1, .workers = 2});
+    const std::string text = sydra::server::render_metrics({.alloc = stats,
+                                                            .requests = requests,
+                                                            .listeners = {{"data", &counters}},
+                                                            .uptime_seconds = 1,
+                                                            .workers = 2});
     Names rendered;
     static const std::regex type_line(R"(# TYPE (\S+) \S+)");
     for (const std::string& line : lines_of(text)) {
@@ -344,6 +349,9 @@ TEST_SUITE("unit") {
     CHECK(all.log_level == d.log_level);
     CHECK(all.access_log == d.access_log);
     CHECK(all.port_file == d.port_file);
+    CHECK(all.control_address == d.control_address);
+    CHECK(all.control_port == d.control_port);
+    CHECK(all.control_port_file == d.control_port_file);
     CHECK(all.max_body_bytes == d.max_body_bytes);
     CHECK(all.max_header_bytes == d.max_header_bytes);
     CHECK(all.read_timeout_ms == d.read_timeout_ms);

@@ -22,11 +22,11 @@ bool is_number(const std::string& s) {
 TEST_CASE("sydradb stats prints the running daemon's summary and shard table") {
   Daemon d;
   INFO("daemon stderr:\n", d.log());
-  const RunResult r = run_sydradb({"stats", "--url", d.url()});
+  const RunResult r = run_sydradb({"stats", "--url", d.control_url()});
   INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
   CHECK(r.status == exited_with(0));
   CHECK(r.err.empty());
-  CHECK(contains(r.out, d.url()));
+  CHECK(contains(r.out, d.control_url()));
   CHECK(contains(r.out, "sharded"));
   // The table: a header, then one row per shard (0 and 1 with two workers).
   bool header = false;
@@ -56,6 +56,21 @@ TEST_CASE("sydradb stats --json prints the daemon's document") {
   CHECK(doc["allocator_mode"] == "sharded");
   CHECK(doc["small_pool"]["shard_count"] == 2);
   CHECK(doc["small_pool"]["shards"].size() == 2);
+}
+
+TEST_CASE("sydradb stats: --url wins over SYDRADB_CONTROL_URL, and the data listener answers too") {
+  Daemon d;
+  INFO("daemon stderr:\n", d.log());
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(unused_port());
+  const RunResult from_env = run_sydradb({"stats", "--json"}, {"SYDRADB_CONTROL_URL=" + d.control_url()});
+  CHECK(from_env.status == exited_with(0));
+  CHECK(nlohmann::json::parse(from_env.out)["small_pool"]["shard_count"] == 2);
+  const RunResult flag = run_sydradb({"stats", "--url", d.url()}, {"SYDRADB_CONTROL_URL=" + nowhere});
+  CHECK(flag.status == exited_with(0));
+  CHECK(contains(flag.out, d.url()));
+  const RunResult env_unreachable = run_sydradb({"stats"}, {"SYDRADB_CONTROL_URL=" + nowhere});
+  CHECK(env_unreachable.status == exited_with(kExitUnreachable));
+  CHECK(contains(env_unreachable.err, nowhere.substr(7)));
 }
 
 TEST_CASE("sydradb stats without a daemon: exit 3 and one line naming the URL") {
@@ -107,7 +122,8 @@ TEST_CASE("sydradb stats --watch refreshes until stopped") {
   Daemon d;
   INFO("daemon stderr:\n", d.log());
   // Killed by the harness after the timeout; by then it has printed a few frames.
-  const RunResult r = run_sydradb({"stats", "--url", d.url(), "--watch", "0.2"}, {}, patience(1500ms));
+  const RunResult r =
+      run_sydradb({"stats", "--url", d.control_url(), "--watch", "0.2"}, {}, patience(1500ms));
   CHECK(r.timed_out);
   std::size_t frames = 0;
   for (const std::string& line : lines_of(r.out)) frames += line.rfind("sydradb stats every", 0) == 0;

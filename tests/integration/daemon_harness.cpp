@@ -239,9 +239,19 @@ std::string last_bytes(std::string_view text, std::size_t n) {
 
 Daemon::Daemon(DaemonOptions options) {
   const std::string port_file = dir_.file("port");
-  std::vector<std::string> argv{
-      sydradb_binary(), "serve",      "--port",          "0",         "--port-file",
-      port_file,        "--data-dir", dir_.file("data"), "--workers", std::to_string(options.workers)};
+  const std::string control_port_file = dir_.file("control_port");
+  std::vector<std::string> argv{sydradb_binary(),
+                                "serve",
+                                "--port",
+                                "0",
+                                "--port-file",
+                                port_file,
+                                "--control-port-file",
+                                control_port_file,
+                                "--data-dir",
+                                dir_.file("data"),
+                                "--workers",
+                                std::to_string(options.workers)};
   for (const std::string& kv : options.set_values) {
     argv.emplace_back("--set");
     argv.push_back(kv);
@@ -276,6 +286,8 @@ Daemon::Daemon(DaemonOptions options) {
     const std::string text = read_file(port_file);
     if (!text.empty() && text.back() == '\n') {
       port_ = static_cast<std::uint16_t>(std::stoul(text));
+      // Written before the data port file.
+      control_port_ = static_cast<std::uint16_t>(std::stoul(read_file(control_port_file)));
       break;
     }
     give_up("wrote no port file");
@@ -296,6 +308,10 @@ Daemon::~Daemon() {
 
 std::string Daemon::url() const {
   return "http://127.0.0.1:" + std::to_string(port_);
+}
+
+std::string Daemon::control_url() const {
+  return "http://127.0.0.1:" + std::to_string(control_port_);
 }
 
 std::string Daemon::log() const {

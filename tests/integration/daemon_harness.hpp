@@ -1,7 +1,8 @@
 // Helpers for the integration tests, which drive the real `sydradb` binary:
 //
-//   Daemon      `sydradb serve --port 0 --port-file ... --data-dir ...` in a temporary
-//               directory, started with fork/exec, ready once the port file appears and
+//   Daemon      `sydradb serve --port 0 --port-file ... --control-port-file ... --data-dir ...`
+//               in a temporary directory, started with fork/exec, ready once the port
+//               files appear and
 //               READY=1 arrives on its NOTIFY_SOCKET (bounded wait); the destructor sends
 //               SIGTERM and waits (bounded), SIGKILLs a daemon that hangs and fails the
 //               test — so every test also checks a clean exit.
@@ -177,10 +178,12 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  std::uint16_t port() const noexcept { return port_; }
+  std::uint16_t port() const noexcept { return port_; }                  // the data listener
+  std::uint16_t control_port() const noexcept { return control_port_; }  // the control listener
   pid_t pid() const noexcept { return pid_; }
-  std::string url() const;  // http://127.0.0.1:PORT
-  std::string log() const;  // everything on its stderr so far
+  std::string url() const;          // http://127.0.0.1:PORT
+  std::string control_url() const;  // http://127.0.0.1:CONTROL_PORT
+  std::string log() const;          // everything on its stderr so far
   const TempDir& dir() const noexcept { return dir_; }
 
   void signal(int signal_number) const;
@@ -200,6 +203,7 @@ class Daemon {
   std::unique_ptr<NotifySocket> notify_;  // when the test did not bring its own
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
+  std::uint16_t control_port_ = 0;
   std::optional<ExitStatus> exit_;
 };
 

@@ -22,7 +22,7 @@ namespace {
 using nlohmann::json;
 
 // The fields of every per-class entry (buckets, legacy, shards[i].classes):
-// alloc_stats_json.cpp writes size, alloc_size, the SYDRA_CLASS_STATS fields and the
+// alloc/stats_json.cpp writes size, alloc_size, the SYDRA_CLASS_STATS fields and the
 // upstream aliases.
 const std::vector<std::string> kClassFields = {"size",
                                                "alloc_size",
@@ -449,22 +449,30 @@ TEST_CASE("GET /metrics is Prometheus text that counts the requests answered bef
     CHECK_MESSAGE(it != e.samples.end(), "no sample ", key);
     return it == e.samples.end() ? -1.0 : it->second;
   };
-  CHECK(sample(R"(sydradb_http_requests_total{route="/status",status="200"})") == 5);
-  CHECK(sample(R"(sydradb_http_requests_total{route="other",status="404"})") == 1);
-  CHECK(sample(R"(sydradb_http_requests_total{route="/metrics",status="405"})") == 1);
-  CHECK(sample(R"(sydradb_http_request_duration_seconds_count{route="/status",status="200"})") == 5);
-  CHECK(sample(R"(sydradb_http_request_duration_seconds_bucket{route="/status",status="200",le="+Inf"})") ==
+  CHECK(sample(R"(sydradb_http_requests_total{listener="data",route="/status",status="200"})") == 5);
+  CHECK(sample(R"(sydradb_http_requests_total{listener="data",route="other",status="404"})") == 1);
+  CHECK(sample(R"(sydradb_http_requests_total{listener="data",route="/metrics",status="405"})") == 1);
+  CHECK(sample(
+            R"(sydradb_http_request_duration_seconds_count{listener="data",route="/status",status="200"})") ==
         5);
-  CHECK(e.samples.count(R"(sydradb_http_requests_total{route="/metrics",status="200"})") == 0);
+  CHECK(
+      sample(
+          R"(sydradb_http_request_duration_seconds_bucket{listener="data",route="/status",status="200",le="+Inf"})") ==
+      5);
+  CHECK(e.samples.count(R"(sydradb_http_requests_total{listener="data",route="/metrics",status="200"})") ==
+        0);
   CHECK(sample(R"(sydradb_alloc_info{mode="sharded"})") == 1);
   CHECK(sample("sydradb_alloc_shards") == 2);
   CHECK(sample("sydradb_workers") == 2);
-  CHECK(sample("sydradb_http_connections_open") >= 1);
+  CHECK(sample(R"(sydradb_http_connections_open{listener="data"})") >= 1);
+  CHECK(sample(R"(sydradb_http_connections_open{listener="control"})") == 0);
 
   // The scrape itself is counted by the next one.
   const Exposition again = parse_exposition(c.roundtrip(make_request("GET", "/metrics")).body);
-  CHECK(again.samples.count(R"(sydradb_http_requests_total{route="/metrics",status="200"})") == 1);
-  CHECK(again.samples.at(R"(sydradb_http_requests_total{route="/metrics",status="200"})") == 1);
+  CHECK(again.samples.count(
+            R"(sydradb_http_requests_total{listener="data",route="/metrics",status="200"})") == 1);
+  CHECK(again.samples.at(R"(sydradb_http_requests_total{listener="data",route="/metrics",status="200"})") ==
+        1);
 }
 
 TEST_CASE("unknown routes answer 404 and other methods 405 with Allow, as JSON") {
@@ -640,9 +648,15 @@ TEST_CASE("with auth_token, /api/ and /debug/ need the bearer token and /status 
   }
   // Unknown paths outside /api/ and /debug/ are plain 404s, token or not.
   CHECK(http_get(d.port(), "/nope").status == 404);
-  // 401s are counted under their own route label.
+  // 401s are counted under the route they were refused on ("other" for unknown paths).
   const Exposition e = parse_exposition(http_get(d.port(), "/metrics").body);
-  CHECK(e.samples.count(R"(sydradb_http_requests_total{route="unauthorized",status="401"})") == 1);
+  CHECK(e.samples.at(
+            R"(sydradb_http_requests_total{listener="data",route="/debug/alloc/stats",status="401"})") == 8);
+  CHECK(e.samples.at(R"(sydradb_http_requests_total{listener="data",route="other",status="401"})") == 7);
+  // The control listener guards the same routes.
+  CHECK(http_get(d.control_port(), "/debug/alloc/stats").status == 401);
+  CHECK(http_get(d.control_port(), "/debug/alloc/stats", {good}).status == 200);
+  CHECK(http_get(d.control_port(), "/status").status == 200);
 }
 
 TEST_CASE("auth_token from --set works like SYDRADB_TOKEN, and the environment wins") {
