@@ -350,7 +350,7 @@ TEST_SUITE("unit") {
     expect_corrupt_at_open(std::vector<std::byte>(good.begin(), good.begin() + 10));
 
     flipped = good;
-    flipped[40] ^= std::byte{1};  // in the first block: found when read
+    flipped[segment::kHeaderBytes + 4] ^= std::byte{1};  // in the first block: found when read
     write(flipped);
     auto store = SegmentStore::open(dir.path());
     CHECK_THROWS_AS(read_all(*store, 1, 0, 10), SegmentCorruption);

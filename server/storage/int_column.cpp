@@ -1,0 +1,194 @@
+#include "server/storage/int_column.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <limits>
+
+#include "server/storage/codec_bits.hpp"
+
+namespace sydra::storage::codec {
+namespace {
+
+using Histogram = std::array<std::uint32_t, 65>;  // values by bit width 0..64
+
+std::uint64_t stored(std::uint64_t residual, const IntColumnPlan& plan) noexcept {
+  return plan.frame_of_reference ? residual - plan.base : zigzag(residual);
+}
+
+std::uint64_t low_mask(unsigned width) noexcept {
+  return width == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << width) - 1;
+}
+
+// The cheapest width for values with histogram `h`; fills plan.width and plan.bytes.
+void choose_width(const Histogram& h, std::size_t n, IntColumnPlan& plan) {
+  unsigned bins[65];
+  unsigned bin_count = 0;
+  for (unsigned b = 0; b <= 64; ++b)
+    if (h[b] != 0) bins[bin_count++] = b;
+  const std::size_t head = 1 + (plan.frame_of_reference ? varint_bytes(zigzag(plan.base)) : 0);
+  std::size_t best = std::numeric_limits<std::size_t>::max();
+  // Only the widths of values present can be optimal: between two of them, a wider column
+  // costs more and saves no exception.
+  for (unsigned j = 0; j < bin_count; ++j) {
+    const unsigned w = bins[j];
+    std::size_t exceptions = 0;
+    std::size_t exception_bytes = 0;
+    for (unsigned q = j + 1; q < bin_count; ++q) {
+      exceptions += h[bins[q]];
+      exception_bytes += static_cast<std::size_t>(h[bins[q]]) * ((bins[q] - w + 6) / 7);
+    }
+    // Gaps: one byte each while exceptions are at most 127 apart on average.
+    exception_bytes += exceptions * (exceptions > 0 && n / exceptions >= 128 ? 2 : 1);
+    const std::size_t bytes = head + varint_bytes(exceptions) + (n * w + 7) / 8 + exception_bytes;
+    if (bytes <= best) {  // on a tie the wider column: fewer exceptions to patch
+      best = bytes;
+      plan.width = w;
+    }
+  }
+  if (bin_count == 0) best = head + 1;
+  plan.bytes = best;
+}
+
+void pack(std::span<const std::uint64_t> residuals, const IntColumnPlan& plan, std::vector<std::byte>& out) {
+  const unsigned w = plan.width;
+  if (w == 0) return;
+  const std::uint64_t mask = low_mask(w);
+  std::uint64_t acc = 0;
+  unsigned used = 0;  // bits in acc, < 64
+  const auto emit = [&](unsigned bytes) {
+    for (unsigned b = 0; b < bytes; ++b) out.push_back(static_cast<std::byte>(acc >> (8 * b)));
+  };
+  for (const std::uint64_t r : residuals) {
+    const std::uint64_t v = stored(r, plan) & mask;
+    acc |= v << used;
+    if (used + w >= 64) {
+      emit(8);
+      acc = used == 0 ? 0 : v >> (64 - used);
+      used = used + w - 64;
+    } else {
+      used += w;
+    }
+  }
+  emit((used + 7) / 8);
+}
+
+// Value i of width w (1..64) from `packed`, reading only bytes inside it.
+std::uint64_t unpack_slow(const std::byte* packed, std::size_t i, unsigned w) noexcept {
+  const std::size_t bit = i * w;
+  const std::size_t first = bit / 8;
+  const std::size_t last = (bit + w - 1) / 8;
+  const unsigned shift = static_cast<unsigned>(bit % 8);
+  std::uint64_t v = static_cast<std::uint64_t>(packed[first]) >> shift;
+  for (std::size_t b = first + 1; b <= last; ++b)
+    v |= static_cast<std::uint64_t>(packed[b]) << (8 * (b - first) - shift);
+  return v & low_mask(w);
+}
+
+void unpack(const std::byte* packed, std::size_t packed_bytes, std::size_t n, unsigned w,
+            std::uint64_t* out) {
+  if (w == 0) {
+    std::fill_n(out, n, 0);
+    return;
+  }
+  const std::uint64_t mask = low_mask(w);
+  // Values whose 8-byte load stays inside the packed bytes: bit / 8 + 8 <= packed_bytes.
+  std::size_t fast = 0;
+  if (packed_bytes >= 8) fast = std::min(n, ((packed_bytes - 8) * 8 + 7) / w + 1);
+  std::size_t i = 0;
+  if (w <= 57) {  // shift + w <= 64: one load holds the value
+    for (; i < fast; ++i) {
+      const std::size_t bit = i * w;
+      out[i] = (load_le64(packed + bit / 8) >> (bit % 8)) & mask;
+    }
+  } else {
+    for (; i < fast; ++i) {
+      const std::size_t bit = i * w;
+      const unsigned shift = static_cast<unsigned>(bit % 8);
+      std::uint64_t v = load_le64(packed + bit / 8) >> shift;
+      if (shift + w > 64) v |= static_cast<std::uint64_t>(packed[bit / 8 + 8]) << (64 - shift);
+      out[i] = v & mask;
+    }
+  }
+  for (; i < n; ++i) out[i] = unpack_slow(packed, i, w);
+}
+
+}  // namespace
+
+IntColumnPlan plan_int_column(std::span<const std::uint64_t> residuals) {
+  const std::size_t n = residuals.size();
+  Histogram zigzag_widths{};
+  auto min = std::numeric_limits<std::int64_t>::max();
+  for (const std::uint64_t r : residuals) {
+    ++zigzag_widths[std::bit_width(zigzag(r))];
+    min = std::min(min, static_cast<std::int64_t>(r));
+  }
+  IntColumnPlan zz;
+  choose_width(zigzag_widths, n, zz);
+  if (n == 0) return zz;
+
+  IntColumnPlan fr;
+  fr.frame_of_reference = true;
+  fr.base = static_cast<std::uint64_t>(min);
+  Histogram offset_widths{};
+  for (const std::uint64_t r : residuals) ++offset_widths[std::bit_width(r - fr.base)];
+  choose_width(offset_widths, n, fr);
+  return fr.bytes < zz.bytes ? fr : zz;
+}
+
+void encode_int_column(std::span<const std::uint64_t> residuals, const IntColumnPlan& plan,
+                       std::vector<std::byte>& out) {
+  out.push_back(static_cast<std::byte>(plan.width | (plan.frame_of_reference ? 0x80u : 0u)));
+  if (plan.frame_of_reference) put_varint(out, zigzag(plan.base));
+  std::size_t exceptions = 0;
+  if (plan.width < 64)
+    for (const std::uint64_t r : residuals) exceptions += (stored(r, plan) >> plan.width) != 0;
+  put_varint(out, exceptions);
+  pack(residuals, plan, out);
+  if (exceptions == 0) return;
+  std::size_t next = 0;  // the index an exception with gap 0 would have
+  for (std::size_t i = 0; i < residuals.size(); ++i) {
+    const std::uint64_t high = stored(residuals[i], plan) >> plan.width;
+    if (high == 0) continue;
+    put_varint(out, i - next);
+    put_varint(out, high);
+    next = i + 1;
+  }
+}
+
+std::size_t decode_int_column(std::span<const std::byte> bytes, std::size_t n, std::uint64_t* out) {
+  ByteCursor c(bytes);
+  const std::uint8_t head = c.u8();
+  const unsigned w = head & 0x7fu;
+  if (w > 64) throw CodecError("integer column wider than 64 bits");
+  const bool frame_of_reference = (head & 0x80u) != 0;
+  const std::uint64_t base = frame_of_reference ? unzigzag(c.varint()) : 0;
+  const std::uint64_t exceptions = c.varint();
+  if (exceptions > n) throw CodecError("more exceptions than values in an integer column");
+  if (exceptions > 0 && w == 64) throw CodecError("exceptions in a 64-bit integer column");
+  std::size_t packed_bytes = 0;
+  if (w > 0) {
+    // n * w <= 8 * remaining, checked without overflow.
+    if (n > c.rest().size() * 8 / w) throw CodecError("block ends early");
+    packed_bytes = (n * w + 7) / 8;
+  }
+  unpack(c.take(packed_bytes), packed_bytes, n, w, out);
+  std::size_t index = 0;
+  for (std::uint64_t e = 0; e < exceptions; ++e) {
+    const std::uint64_t gap = c.varint();
+    if (gap >= n - index) throw CodecError("integer column exception out of range");
+    index += gap;
+    const std::uint64_t high = c.varint();
+    if (w > 0 && (high >> (64 - w)) != 0) throw CodecError("integer column exception wider than 64 bits");
+    out[index] |= high << w;
+    ++index;
+  }
+  if (frame_of_reference) {
+    for (std::size_t i = 0; i < n; ++i) out[i] += base;
+  } else {
+    for (std::size_t i = 0; i < n; ++i) out[i] = unzigzag(out[i]);
+  }
+  return c.position();
+}
+
+}  // namespace sydra::storage::codec
