@@ -16,6 +16,8 @@ packages=(
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
   # plots of latency percentiles; HTTP load generator
   gnuplot-nox wrk curl
+  # bench/codec_bench: what a zstd pass over segment blocks would save
+  libzstd-dev
   # whole-program tools used by tests and docs (RSS, instruction counts)
   procps valgrind python3
   # packaging and its test: dpkg-shlibdeps (cpack), systemd-analyze, file, objdump
@@ -34,4 +36,34 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: all ${#packages[@]} packages present"
+
+# Peer databases for the benchmarks. Debian's packages enable and start a system service on
+# install: a temporary policy-rc.d forbids the start, and the unit is disabled afterwards, so
+# that no service is left running or starting at boot (benchmarks start their own server on
+# loopback with a temporary directory).
+service_packages=(victoria-metrics)
+missing=()
+for p in "${service_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    own_policy=1
+  fi
+  status=0
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+  [ "$own_policy" -eq 0 ] || $sudo rm -f "$policy"
+  [ "$status" -eq 0 ] || exit "$status"
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    for p in "${missing[@]}"; do $sudo systemctl disable --now "$p" >/dev/null 2>&1 || true; done
+  fi
+fi
+echo "setup: all $((${#packages[@]} + ${#service_packages[@]})) packages present"
