@@ -7,7 +7,7 @@
 //               [--zstd-level L] [--json] [--smoke]
 //
 // The points are the first N series of bench/tsdb_dataset.hpp's dataset (default 40 series
-// of 10,000 points at 10 s), cut into blocks of segment::kBlockPoints as a segment does.
+// of 10,000 points at 10 s), cut into blocks of segment::max_block_points as a segment does.
 // Decoding runs R rounds, each decoding every block of every format once, formats
 // interleaved within a round; the figures are medians over rounds, per second of this
 // thread's CPU time (on a shared machine that is the codec's speed), with the ratio
@@ -76,9 +76,10 @@ struct Encoded {
 Encoded encode_all(BlockFormat format, const std::vector<std::vector<Point>>& series) {
   Encoded e;
   const double start = cpu_seconds();
+  const std::size_t per_block = sydra::storage::segment::max_block_points(format);
   for (const auto& points : series) {
-    for (std::size_t at = 0; at < points.size(); at += sydra::storage::segment::kBlockPoints) {
-      const std::size_t n = std::min(sydra::storage::segment::kBlockPoints, points.size() - at);
+    for (std::size_t at = 0; at < points.size(); at += per_block) {
+      const std::size_t n = std::min(per_block, points.size() - at);
       Block b{n, {}};
       sydra::storage::encode_points(format, std::span(points).subspan(at, n), b.bytes);
       e.bytes += b.bytes.size();
@@ -97,7 +98,7 @@ bool same(const Point& a, const Point& b) {
 double decode_all(BlockFormat format, const Encoded& e, const std::vector<std::vector<Point>>& series,
                   bool check, bool& ok) {
   std::vector<Point> out;
-  out.reserve(sydra::storage::segment::kBlockPoints);
+  out.reserve(sydra::storage::segment::max_block_points(format));
   std::size_t s = 0;
   std::size_t at = 0;
   const double start = cpu_seconds();

@@ -17,8 +17,9 @@ constexpr double kPow10[kMaxExponent + 1] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5, 
                                              1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
 constexpr double kTwo53 = 9007199254740992.0;  // integers below it are exact doubles
 constexpr unsigned kMaxOrder = 2;
-// Blocks of the segments are at most this long; longer ones decode through the heap.
-constexpr std::size_t kStackValues = 1024;
+// Segment blocks are at most this long (segment::max_block_points); longer ones decode
+// through the heap.
+constexpr std::size_t kStackValues = 4096;
 
 std::uint64_t bits(double v) noexcept {
   return std::bit_cast<std::uint64_t>(v);

@@ -1,5 +1,5 @@
-// The encodings of a segment block (up to segment::kBlockPoints points of one series, sorted
-// by ts), one per segment format version. Format 1 is Gorilla (codec_gorilla.hpp). Format 2,
+// The encodings of a segment block (up to segment::max_block_points points of one series,
+// sorted by ts), one per segment format version. Format 1 is Gorilla (codec_gorilla.hpp). Format 2,
 // written today, stores timestamps and values as two columns and picks the value encoding
 // per block, the smallest that holds the block exactly:
 //

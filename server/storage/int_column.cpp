@@ -12,6 +12,8 @@ namespace {
 
 using Histogram = std::array<std::uint32_t, 65>;  // values by bit width 0..64
 
+constexpr std::uint8_t kSparseHead = 0x7f;  // width 127: not a dense column
+
 std::uint64_t stored(std::uint64_t residual, const IntColumnPlan& plan) noexcept {
   return plan.frame_of_reference ? residual - plan.base : zigzag(residual);
 }
@@ -113,9 +115,7 @@ void unpack(const std::byte* packed, std::size_t packed_bytes, std::size_t n, un
   for (; i < n; ++i) out[i] = unpack_slow(packed, i, w);
 }
 
-}  // namespace
-
-IntColumnPlan plan_int_column(std::span<const std::uint64_t> residuals) {
+IntColumnPlan plan_dense(std::span<const std::uint64_t> residuals) {
   const std::size_t n = residuals.size();
   Histogram zigzag_widths{};
   auto min = std::numeric_limits<std::int64_t>::max();
@@ -136,8 +136,8 @@ IntColumnPlan plan_int_column(std::span<const std::uint64_t> residuals) {
   return fr.bytes < zz.bytes ? fr : zz;
 }
 
-void encode_int_column(std::span<const std::uint64_t> residuals, const IntColumnPlan& plan,
-                       std::vector<std::byte>& out) {
+void encode_dense(std::span<const std::uint64_t> residuals, const IntColumnPlan& plan,
+                  std::vector<std::byte>& out) {
   out.push_back(static_cast<std::byte>(plan.width | (plan.frame_of_reference ? 0x80u : 0u)));
   if (plan.frame_of_reference) put_varint(out, zigzag(plan.base));
   std::size_t exceptions = 0;
@@ -156,7 +156,7 @@ void encode_int_column(std::span<const std::uint64_t> residuals, const IntColumn
   }
 }
 
-std::size_t decode_int_column(std::span<const std::byte> bytes, std::size_t n, std::uint64_t* out) {
+std::size_t decode_dense(std::span<const std::byte> bytes, std::size_t n, std::uint64_t* out) {
   ByteCursor c(bytes);
   const std::uint8_t head = c.u8();
   const unsigned w = head & 0x7fu;
@@ -187,6 +187,69 @@ std::size_t decode_int_column(std::span<const std::byte> bytes, std::size_t n, s
     for (std::size_t i = 0; i < n; ++i) out[i] += base;
   } else {
     for (std::size_t i = 0; i < n; ++i) out[i] = unzigzag(out[i]);
+  }
+  return c.position();
+}
+
+std::vector<std::uint64_t> nonzero(std::span<const std::uint64_t> residuals) {
+  std::vector<std::uint64_t> values;
+  for (const std::uint64_t r : residuals)
+    if (r != 0) values.push_back(r);
+  return values;
+}
+
+}  // namespace
+
+IntColumnPlan plan_int_column(std::span<const std::uint64_t> residuals) {
+  IntColumnPlan dense = plan_dense(residuals);
+  const std::size_t n = residuals.size();
+  std::size_t zeros = 0;
+  for (const std::uint64_t r : residuals) zeros += r == 0;
+  // A bitmap costs n bits: it can only pay when zeros are common and the dense column is
+  // not already narrow.
+  if (zeros < n / 16 || zeros == 0 || dense.width == 0) return dense;
+  IntColumnPlan sparse = plan_dense(nonzero(residuals));
+  sparse.sparse = true;
+  sparse.bytes += 1 + (n + 7) / 8;
+  return sparse.bytes < dense.bytes ? sparse : dense;
+}
+
+void encode_int_column(std::span<const std::uint64_t> residuals, const IntColumnPlan& plan,
+                       std::vector<std::byte>& out) {
+  if (!plan.sparse) {
+    encode_dense(residuals, plan, out);
+    return;
+  }
+  out.push_back(static_cast<std::byte>(kSparseHead));
+  std::uint8_t byte = 0;
+  for (std::size_t i = 0; i < residuals.size(); ++i) {
+    if (residuals[i] != 0) byte |= static_cast<std::uint8_t>(1u << (i % 8));
+    if (i % 8 == 7 || i + 1 == residuals.size()) {
+      out.push_back(static_cast<std::byte>(byte));
+      byte = 0;
+    }
+  }
+  encode_dense(nonzero(residuals), plan, out);
+}
+
+std::size_t decode_int_column(std::span<const std::byte> bytes, std::size_t n, std::uint64_t* out) {
+  if (bytes.empty() || static_cast<std::uint8_t>(bytes[0]) != kSparseHead) return decode_dense(bytes, n, out);
+  ByteCursor c(bytes);
+  c.skip(1);
+  if (n > c.rest().size() * 8) throw CodecError("block ends early");
+  const std::byte* bitmap = c.take((n + 7) / 8);
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < (n + 7) / 8; ++i) count += std::popcount(static_cast<unsigned>(bitmap[i]));
+  if (n % 8 != 0 && (static_cast<unsigned>(bitmap[n / 8]) >> (n % 8)) != 0)
+    throw CodecError("bits set past the end of a sparse column's bitmap");
+  if (c.rest().empty() || static_cast<std::uint8_t>(c.rest()[0]) == kSparseHead)
+    throw CodecError("a sparse integer column nested in another");
+  c.skip(decode_dense(c.rest(), count, out));
+  // Spread the non-zero values to their places, from the back: value j goes to index i >= j.
+  std::size_t j = count;
+  for (std::size_t i = n; i-- > 0;) {
+    const bool set = ((static_cast<unsigned>(bitmap[i / 8]) >> (i % 8)) & 1u) != 0;
+    out[i] = set ? out[--j] : 0;
   }
   return c.position();
 }

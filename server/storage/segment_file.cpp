@@ -119,7 +119,8 @@ Index parse(std::span<const std::byte> bytes, const std::string& name) {
       r.crc = c.u32();
       if (r.min_ts > r.max_ts) corrupt(name, "block with min_ts > max_ts");
       if (b > 0 && r.min_ts <= index.blocks.back().max_ts) corrupt(name, "blocks of a series overlap");
-      if (r.points == 0 || r.points > kBlockPoints) corrupt(name, "block point count out of range");
+      if (r.points == 0 || r.points > max_block_points(index.format))
+        corrupt(name, "block point count out of range");
       if (r.offset < kHeaderBytes || r.offset > index_offset || r.bytes > index_offset - r.offset)
         corrupt(name, "block outside the data area");
       points += r.points;
@@ -230,11 +231,11 @@ void Writer::add_series(SeriesId id, std::string_view key, std::span<const Point
   io::put_u64(index_, id);
   io::put_u32(index_, static_cast<std::uint32_t>(key.size()));
   for (char ch : key) index_.push_back(static_cast<std::byte>(ch));
-  const std::size_t blocks = (points.size() + kBlockPoints - 1) / kBlockPoints;
+  const std::size_t per_block = max_block_points(format_);
+  const std::size_t blocks = (points.size() + per_block - 1) / per_block;
   io::put_u32(index_, static_cast<std::uint32_t>(blocks));
   for (std::size_t b = 0; b < blocks; ++b) {
-    const auto chunk =
-        points.subspan(b * kBlockPoints, std::min(kBlockPoints, points.size() - b * kBlockPoints));
+    const auto chunk = points.subspan(b * per_block, std::min(per_block, points.size() - b * per_block));
     scratch_.clear();
     encode_points(format_, chunk, scratch_);
     put_i64(index_, chunk.front().ts);

@@ -3,8 +3,8 @@
 //
 //   file    = header block* index footer
 //   header  = "SYDRASEG" | u32 version | u32 reserved                               16 bytes
-//   block   = up to kBlockPoints points of one series, encoded as the version says
-//             (codec.hpp): version 1 Gorilla, version 2 columnar (written today)
+//   block   = up to max_block_points(version) points of one series, encoded as the
+//             version says (codec.hpp): version 1 Gorilla, version 2 columnar (written today)
 //   index   = per series, ascending id:
 //               u64 id | u32 key length | key | u32 block count |
 //               per block, ascending ts: i64 min_ts | i64 max_ts | u64 offset | u32 bytes |
@@ -30,12 +30,20 @@
 
 namespace sydra::storage::segment {
 
-inline constexpr std::size_t kBlockPoints = 1024;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kFooterBytes = 64;
 // The versions read; new segments get kNewestBlockFormat's.
 inline constexpr std::uint32_t kOldestVersion = 1;
 inline constexpr std::uint32_t kNewestVersion = static_cast<std::uint32_t>(kNewestBlockFormat);
+
+// The most points a block holds: what the writer cuts a series into and the parser accepts.
+// Version 2 blocks are longer, to spread what each block costs whatever its length (an
+// index entry of 36 bytes, the first timestamp and the interval, the column heads: about
+// 60 bytes) over more points; a query that needs part of a block decodes all of it, still
+// a few microseconds.
+constexpr std::size_t max_block_points(BlockFormat format) noexcept {
+  return format == BlockFormat::kGorilla ? 1024 : 4096;
+}
 
 struct BlockRef {
   Timestamp min_ts;

@@ -200,6 +200,21 @@ TEST_SUITE("unit") {
     check_round_trip(points);
   }
 
+  TEST_CASE("codec: a gauge that often stays put costs about a bit per repeated value") {
+    std::mt19937_64 rng(4);
+    std::vector<Point> points = regular(4096, {0.0});
+    std::int64_t cents = 5000;
+    for (Point& p : points) {
+      if (rng() % 4 != 0) cents += static_cast<std::int64_t>(rng() % 101) - 50;  // a quarter repeat
+      p.value = static_cast<double>(cents) / 100.0;
+    }
+    const BlockLayout layout = layout_of(points);
+    CHECK(layout.values == ValueEncoding::kDecimal);
+    // 7 bits per moving value, 1 bit per value for the bitmap: well under 7 bits per value.
+    CHECK(layout.value_bytes < 4096 * 7 / 8 * 9 / 10);
+    check_round_trip(points);
+  }
+
   TEST_CASE("codec: the exponent is the smallest that holds every value of the block") {
     CHECK(layout_of(regular(100, {1.0, 2.0, 3.0})).exponent == 0);
     CHECK(layout_of(regular(100, {1.0, 2.5, 3.0})).exponent == 1);

@@ -116,6 +116,32 @@ TEST_SUITE("unit") {
     check_round_trip(walk);
   }
 
+  TEST_CASE("int column: frequent zeros among wide values take the sparse form, 1 bit per zero") {
+    std::mt19937_64 rng(8);
+    std::vector<std::uint64_t> steps(4096);  // a gauge that stays put half of the time
+    for (auto& v : steps) v = rng() % 2 == 0 ? 0 : s(static_cast<std::int64_t>(rng() % 101) - 50);
+    IntColumnPlan plan;
+    const auto bytes = encode(steps, &plan);
+    CHECK(plan.sparse);
+    CHECK(bytes.size() < 4096 / 8 + 2100 * 7 / 8 + 16);  // bitmap + about half the values at 7 bits
+    check_round_trip(steps);
+
+    // Few zeros: the bitmap does not pay.
+    for (auto& v : steps) v = rng() % 64 == 0 ? 0 : s(static_cast<std::int64_t>(rng() % 101) - 50);
+    encode(steps, &plan);
+    CHECK_FALSE(plan.sparse);
+    check_round_trip(steps);
+
+    // Every zero fraction and length round-trips, sparse or not.
+    for (int round = 0; round < 300; ++round) {
+      const std::size_t n = 1 + rng() % 700;
+      const unsigned zero_in_16 = static_cast<unsigned>(rng() % 17);
+      std::vector<std::uint64_t> values(n);
+      for (auto& v : values) v = rng() % 16 < zero_in_16 ? 0 : (rng() % 5 == 0 ? rng() : rng() % 300);
+      check_round_trip(values);
+    }
+  }
+
   TEST_CASE("int column: the size estimate is the encoded size when there are no exceptions") {
     std::mt19937_64 rng(11);
     for (int round = 0; round < 200; ++round) {
@@ -125,6 +151,7 @@ TEST_SUITE("unit") {
       for (auto& v : values) v = w == 0 ? 0 : rng() >> (64 - w);
       IntColumnPlan plan;
       const auto bytes = encode(values, &plan);
+      if (plan.sparse) continue;
       std::uint64_t k = 0;
       for (const auto v : values)
         k += plan.width < 64 && ((plan.frame_of_reference ? v - plan.base : zigzag(v)) >> plan.width) != 0;
@@ -193,6 +220,13 @@ TEST_SUITE("unit") {
     CHECK_THROWS_AS(decode_int_column(
                         bytes({0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0}), 1, out),
                     CodecError);
+    // A sparse column inside a sparse column; bits set past n in the bitmap; a bitmap that
+    // ends early.
+    CHECK_THROWS_AS(decode_int_column(bytes({0x7f, 0x01, 0x7f, 0x01, 0, 0}), 4, out), CodecError);
+    CHECK_THROWS_AS(decode_int_column(bytes({0x7f, 0x11, 0, 0}), 4, out), CodecError);
+    CHECK_THROWS_AS(decode_int_column(bytes({0x7f}), 4, out), CodecError);
+    // 0xff (width 127 with a base) is no column.
+    CHECK_THROWS_AS(decode_int_column(bytes({0xff, 0, 0}), 1, out), CodecError);
     // A huge n cannot make the packed size overflow.
     CHECK_THROWS_AS(decode_int_column(bytes({64, 0, 1, 2}), std::size_t{1} << 61, out), CodecError);
   }
