@@ -362,8 +362,13 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
   impl_->commit(std::move(next));
   for (const auto& s : inputs) unlink_quietly(s->path());
   impl_->compactions.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("segments: compacted {} segments ({} bytes) into {} ({} bytes)", count, input_bytes,
-               segment::file_name(number), output_bytes);
+  if (count == 1) {
+    spdlog::info("segments: rewrote {} ({} bytes) in the newest format as {} ({} bytes)", inputs[0]->path(),
+                 input_bytes, segment::file_name(number), output_bytes);
+  } else {
+    spdlog::info("segments: compacted {} segments ({} bytes) into {} ({} bytes)", count, input_bytes,
+                 segment::file_name(number), output_bytes);
+  }
   return true;
 }
 
