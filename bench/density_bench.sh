@@ -43,6 +43,8 @@
 # mismatch, a server that did not stop cleanly); 2 on bad usage. Servers it starts are
 # stopped on exit, error or interrupt.
 set -euo pipefail
+# shellcheck source=bench/process_control.sh
+source "$(dirname "$0")/process_control.sh"
 
 build="build/release"
 baseline=""
@@ -109,39 +111,16 @@ server_pid=""
 ticks="$(getconf CLK_TCK)"
 dataset_args=(--dataset "$dataset" --hosts "$hosts" --points "$points" --start-ms "$start_ms")
 
-alive() {
-  local state
-  state="$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
 # Stops the server with `signal`, waits up to 60 s; sets server_exit (the exit status or "killed").
 stop_server() {
-  local signal="$1"
-  kill "-$signal" "$server_pid"
-  server_exit=killed
-  for _ in $(seq 600); do
-    if ! alive "$server_pid"; then
-      server_exit=0
-      wait "$server_pid" || server_exit=$?
-      break
-    fi
-    sleep 0.1
-  done
-  if [[ "$server_exit" == killed ]]; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  stop_process "$server_pid" "$1" 60
+  server_exit="$stopped_exit"
   server_pid=""
 }
 
 cleanup() {
   local status=$?
-  if [[ -n "$server_pid" ]] && alive "$server_pid"; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do alive "$server_pid" || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
+  kill_quietly "$server_pid"
   rm -rf "$work"
   exit "$status"
 }

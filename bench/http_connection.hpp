@@ -21,6 +21,18 @@
 
 namespace sydra::bench {
 
+// Splits "http://HOST:PORT" (a trailing slash allowed, no path) into host and port.
+inline bool parse_http_url(std::string url, std::string& host, std::string& port) {
+  if (url.rfind("http://", 0) != 0) return false;
+  url = url.substr(7);
+  if (!url.empty() && url.back() == '/') url.pop_back();
+  const auto colon = url.rfind(':');
+  if (colon == std::string::npos || url.find('/') != std::string::npos) return false;
+  host = url.substr(0, colon);
+  port = url.substr(colon + 1);
+  return !host.empty() && !port.empty();
+}
+
 class HttpConnection {
  public:
   HttpConnection(std::string host, std::string port) : host_(std::move(host)), port_(std::move(port)) {}

@@ -25,6 +25,8 @@
 # shared and noisy (the load generator and the daemon share its two cores): quote the
 # medians and the ratio, measured in one invocation.
 set -euo pipefail
+# shellcheck source=bench/process_control.sh
+source "$(dirname "$0")/process_control.sh"
 
 build="build/release"
 rounds="${ROUNDS:-3}"
@@ -72,19 +74,9 @@ mkdir -p "$outdir"
 work="$(mktemp -d "${TMPDIR:-/tmp}/sydradb-ingest-bench.XXXXXX")"
 daemon_pid=""
 
-alive() {
-  local state
-  state="$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-
 cleanup() {
   local status=$?
-  if [[ -n "$daemon_pid" ]] && alive "$daemon_pid"; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    for _ in $(seq 100); do alive "$daemon_pid" || break; sleep 0.1; done
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-  fi
+  kill_quietly "$daemon_pid"
   rm -rf "$work"
   exit "$status"
 }
@@ -109,20 +101,8 @@ start_daemon() {
 }
 
 stop_daemon() {
-  kill -TERM "$daemon_pid"
-  daemon_exit=killed
-  for _ in $(seq 300); do
-    if ! alive "$daemon_pid"; then
-      daemon_exit=0
-      wait "$daemon_pid" || daemon_exit=$?
-      break
-    fi
-    sleep 0.1
-  done
-  if [[ "$daemon_exit" == killed ]]; then
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
+  stop_process "$daemon_pid" TERM 30
+  daemon_exit="$stopped_exit"
   daemon_pid=""
 }
 

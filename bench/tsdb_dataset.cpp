@@ -114,15 +114,7 @@ Options parse_options(int argc, char** argv) {
       }
       o.have_target = true;
     } else if (arg == "--url") {
-      std::string url = value();
-      if (url.rfind("http://", 0) != 0) usage("--url must be http://HOST:PORT");
-      url = url.substr(7);
-      if (!url.empty() && url.back() == '/') url.pop_back();
-      const auto colon = url.rfind(':');
-      if (colon == std::string::npos || url.find('/') != std::string::npos)
-        usage("--url must be http://HOST:PORT");
-      o.host = url.substr(0, colon);
-      o.port = url.substr(colon + 1);
+      if (!sydra::bench::parse_http_url(value(), o.host, o.port)) usage("--url must be http://HOST:PORT");
     } else if (arg == "--dataset") {
       o.data.kind = value();
       if (o.data.kind != "decimal" && o.data.kind != "entropy") usage("--dataset is decimal or entropy");

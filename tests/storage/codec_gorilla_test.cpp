@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+#include "storage/special_doubles.hpp"
+
 namespace sydra::storage::gorilla {
 namespace {
 
@@ -33,10 +35,6 @@ void check_same(const std::vector<Point>& a, const std::vector<Point>& b) {
   }
 }
 
-double from_bits(std::uint64_t bits) {
-  return std::bit_cast<double>(bits);
-}
-
 TEST_SUITE("unit") {
   TEST_CASE("gorilla: an empty block encodes to nothing and decodes to nothing") {
     std::vector<std::byte> bytes;
@@ -55,25 +53,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("gorilla: special doubles keep their bits (NaN payloads and infinities and -0.0 and denormals)") {
-    const std::vector<double> specials{
-        from_bits(0x7ff8000000000000),  // quiet NaN
-        from_bits(0x7ff8dead0000beef),  // quiet NaN with a payload
-        from_bits(0x7ff0000000000001),  // signalling NaN
-        from_bits(0xfff8000000000123),  // negative NaN with a payload
-        std::numeric_limits<double>::infinity(),
-        -std::numeric_limits<double>::infinity(),
-        0.0,
-        -0.0,
-        std::numeric_limits<double>::denorm_min(),
-        -std::numeric_limits<double>::denorm_min(),
-        from_bits(0x000fffffffffffff),  // largest denormal
-        std::numeric_limits<double>::min(),
-        std::numeric_limits<double>::max(),
-        std::numeric_limits<double>::lowest(),
-        1.0,
-        -0.0,
-        0.0,
-    };
+    const std::vector<double>& specials = test::special_doubles();
     std::vector<Point> in;
     for (std::size_t i = 0; i < specials.size(); ++i)
       in.push_back({static_cast<Timestamp>(i * 10), specials[i]});

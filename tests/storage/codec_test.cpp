@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/storage/codec_gorilla.hpp"
+#include "storage/special_doubles.hpp"
 
 namespace sydra::storage {
 namespace {
@@ -21,9 +22,7 @@ namespace {
 constexpr Timestamp kMinTs = std::numeric_limits<Timestamp>::min();
 constexpr Timestamp kMaxTs = std::numeric_limits<Timestamp>::max();
 
-double from_bits(std::uint64_t bits) {
-  return std::bit_cast<double>(bits);
-}
+using test::from_bits;
 std::uint64_t bits(double v) {
   return std::bit_cast<std::uint64_t>(v);
 }
@@ -61,32 +60,7 @@ BlockLayout layout_of(const std::vector<Point>& in) {
   return inspect_block(bytes, in.size());
 }
 
-const std::vector<double> kSpecials{
-    from_bits(0x7ff8000000000000),  // quiet NaN
-    from_bits(0x7ff8dead0000beef),  // quiet NaN with a payload
-    from_bits(0x7ff0000000000001),  // signalling NaN
-    from_bits(0xfff8000000000123),  // negative NaN with a payload
-    from_bits(0x7ff0000000000002),  // Prometheus' stale marker
-    std::numeric_limits<double>::infinity(),
-    -std::numeric_limits<double>::infinity(),
-    0.0,
-    -0.0,
-    std::numeric_limits<double>::denorm_min(),
-    -std::numeric_limits<double>::denorm_min(),
-    from_bits(0x000fffffffffffff),  // largest subnormal
-    std::numeric_limits<double>::min(),
-    std::numeric_limits<double>::max(),
-    std::numeric_limits<double>::lowest(),
-    9007199254740991.0,   // 2^53 - 1: the largest decimal integer
-    9007199254740992.0,   // 2^53: too large to be a decimal
-    -9007199254740991.0,  //
-    0.1 + 0.2,            // 0.30000000000000004: 17 digits, not a short decimal
-    1e-18,                // the largest exponent
-    1.5e-19,              // beyond it
-    123456789.123456789,  //
-    2.37,
-    1024.5,
-};
+const std::vector<double>& kSpecials = test::special_doubles();
 
 // A random block: lengths 1..1100 (past the stack buffer), timestamps regular, jittered,
 // with gaps or anywhere in int64, values from one of several shapes or a mix of them.
