@@ -75,18 +75,23 @@ void residuals(std::span<const std::uint64_t> x, unsigned order, std::vector<std
   }
 }
 
-// The inverse of residuals(), in place.
-void integrate(std::uint64_t* r, std::size_t n, unsigned order) noexcept {
-  if (n < 2 || order == 0) return;
-  if (order == 1) {
-    for (std::size_t i = 1; i < n; ++i) r[i] += r[i - 1];
+// The inverse of residuals(): calls store(i, x[i]) for every i in order.
+template <typename Store>
+void integrate(const std::uint64_t* r, std::size_t n, unsigned order, Store&& store) {
+  if (order == 0) {
+    for (std::size_t i = 0; i < n; ++i) store(i, r[i]);
     return;
   }
-  std::uint64_t delta = r[1];
-  r[1] += r[0];
-  for (std::size_t i = 2; i < n; ++i) {
-    delta += r[i];
-    r[i] = r[i - 1] + delta;
+  std::uint64_t x = r[0];
+  store(0, x);
+  if (order == 1) {
+    for (std::size_t i = 1; i < n; ++i) store(i, x += r[i]);
+    return;
+  }
+  std::uint64_t delta = 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    delta = i == 1 ? r[1] : delta + r[i];
+    store(i, x += delta);
   }
 }
 
@@ -180,8 +185,7 @@ BlockLayout decode_columnar(std::span<const std::byte> bytes, std::span<Point> p
   const std::size_t ts_bytes = codec::decode_int_column(c.rest(), n, r);
   c.skip(ts_bytes);
   layout.ts_bytes = ts_bytes;
-  integrate(r, n, 2);
-  for (std::size_t i = 0; i < n; ++i) points[i].ts = static_cast<Timestamp>(r[i]);
+  integrate(r, n, 2, [&](std::size_t i, std::uint64_t t) { points[i].ts = static_cast<Timestamp>(t); });
 
   switch (layout.values) {
     case ValueEncoding::kConstant: {
@@ -195,10 +199,10 @@ BlockLayout decode_columnar(std::span<const std::byte> bytes, std::span<Point> p
       if (layout.exponent > kMaxExponent) throw CodecError("decimal exponent out of range");
       if (layout.order > kMaxOrder) throw CodecError("decimal order out of range");
       c.skip(codec::decode_int_column(c.rest(), n, r));
-      integrate(r, n, layout.order);
       const double scale = kPow10[layout.exponent];
-      for (std::size_t i = 0; i < n; ++i)
-        points[i].value = static_cast<double>(static_cast<std::int64_t>(r[i])) / scale;
+      integrate(r, n, layout.order, [&](std::size_t i, std::uint64_t m) {
+        points[i].value = static_cast<double>(static_cast<std::int64_t>(m)) / scale;
+      });
       break;
     }
     case ValueEncoding::kXor:

@@ -22,10 +22,14 @@ constexpr TsBucket kTsBuckets[] = {
     {2, 0b10, 7}, {3, 0b110, 12}, {4, 0b1110, 20}, {5, 0b11110, 32}, {5, 0b11111, 64},
 };
 
-// The value half of the stream: one entry per value after the first.
+// The value half of the stream: one entry per value after the first. Gorilla reuses the
+// previous window whenever the value fits in it; a window that became wide (a value whose
+// sign or exponent changed) then costs most of 64 bits for every later value. With
+// `reopen`, a value opens a new window when that is cheaper (its 12 control bits included);
+// the reader is the same either way.
 class XorWriter {
  public:
-  explicit XorWriter(std::uint64_t first) : prev_(first) {}
+  XorWriter(std::uint64_t first, bool reopen) : prev_(first), reopen_(reopen) {}
 
   void put(BitWriter& w, std::uint64_t value) {
     const std::uint64_t x = value ^ prev_;
@@ -36,7 +40,8 @@ class XorWriter {
     }
     const auto leading = static_cast<unsigned>(std::countl_zero(x));
     const auto trailing = static_cast<unsigned>(std::countr_zero(x));
-    if (window_leading_ <= 64 && leading >= window_leading_ && trailing >= window_trailing_) {
+    const bool fits = window_leading_ <= 64 && leading >= window_leading_ && trailing >= window_trailing_;
+    if (fits && (!reopen_ || 64 - window_leading_ - window_trailing_ <= 12 + 64 - leading - trailing)) {
       w.put(0b10, 2);
       w.put(x >> window_trailing_, 64 - window_leading_ - window_trailing_);
     } else {
@@ -52,6 +57,7 @@ class XorWriter {
 
  private:
   std::uint64_t prev_;
+  bool reopen_;
   unsigned window_leading_ = 65;  // no window yet
   unsigned window_trailing_ = 0;
 };
@@ -69,8 +75,9 @@ class XorReader {
       if (window_leading_ > 64) throw CodecError("value refers to a window before one was set");
       x = r.get(64 - window_leading_ - window_trailing_) << window_trailing_;
     } else {
-      const auto leading = static_cast<unsigned>(r.get(6));
-      const unsigned length = static_cast<unsigned>(r.get(6)) + 1;
+      const auto header = static_cast<unsigned>(r.get(12));  // 6 bits leading zeros, 6 bits length - 1
+      const unsigned leading = header >> 6;
+      const unsigned length = (header & 63) + 1;
       if (leading + length > 64) throw CodecError("value window wider than 64 bits");
       const unsigned trailing = 64 - leading - length;
       x = r.get(length) << trailing;
@@ -94,7 +101,7 @@ void encode_points(std::span<const Point> points, std::vector<std::byte>& out) {
   BitWriter w(out);
   w.put(static_cast<std::uint64_t>(points[0].ts), 64);
   w.put(value_bits(points[0].value), 64);
-  XorWriter values(value_bits(points[0].value));
+  XorWriter values(value_bits(points[0].value), /*reopen=*/false);  // format 1: as it always was
 
   std::uint64_t prev_ts = static_cast<std::uint64_t>(points[0].ts);
   std::uint64_t prev_delta = 0;
@@ -144,7 +151,7 @@ void decode_points(std::span<const std::byte> bytes, std::size_t count, std::vec
 void encode_values(std::span<const Point> points, std::vector<std::byte>& out) {
   BitWriter w(out);
   w.put(value_bits(points[0].value), 64);
-  XorWriter values(value_bits(points[0].value));
+  XorWriter values(value_bits(points[0].value), /*reopen=*/true);
   for (std::size_t i = 1; i < points.size(); ++i) values.put(w, value_bits(points[i].value));
   w.finish();
 }

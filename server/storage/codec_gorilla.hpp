@@ -23,7 +23,10 @@
 // sorted by ts; the codec does not check it.
 //
 // The XOR value stream is the same without the timestamps: the first value as 64 raw bits,
-// then one value entry per further value; the last byte is padded with zero bits.
+// then one value entry per further value; the last byte is padded with zero bits. Its
+// writer opens a new window ('11') when that is cheaper than reusing the previous one
+// (Gorilla reuses any window the value fits in, and a wide window then costs nearly 64
+// bits for every value that follows); format 1 blocks are written as they always were.
 #pragma once
 
 #include <cstddef>

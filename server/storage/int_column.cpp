@@ -185,8 +185,15 @@ std::size_t decode_dense(std::span<const std::byte> bytes, std::size_t n, std::u
   }
   if (frame_of_reference) {
     for (std::size_t i = 0; i < n; ++i) out[i] += base;
-  } else {
+  } else if (w > 0) {
     for (std::size_t i = 0; i < n; ++i) out[i] = unzigzag(out[i]);
+  } else if (exceptions > 0) {  // zeros map to zeros: only the exceptions change
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < n && at < exceptions; ++i)
+      if (out[i] != 0) {
+        out[i] = unzigzag(out[i]);
+        ++at;
+      }
   }
   return c.position();
 }

@@ -225,6 +225,19 @@ TEST_SUITE("unit") {
     check_round_trip(near);
   }
 
+  TEST_CASE("codec: the XOR stream opens a new window when the old one got too wide") {
+    // Uniform in [0, 1000): exponents vary, so Gorilla's windows widen and stay wide (about
+    // 65 bits per value, more than raw). Reopening keeps the XOR stream under raw.
+    std::mt19937_64 rng(6);
+    std::vector<Point> points = regular(4096, {0.0});
+    for (Point& p : points) p.value = std::ldexp(static_cast<double>(rng() >> 11), -53) * 1000.0;
+    std::vector<std::byte> stream;
+    gorilla::encode_values(points, stream);
+    CHECK(stream.size() < 8 * points.size() * 95 / 100);
+    CHECK(layout_of(points).values == ValueEncoding::kXor);
+    check_round_trip(points);
+  }
+
   TEST_CASE("codec: NaN payloads, infinities, -0.0 and subnormals keep their bits in every encoding") {
     // Each special alone (constant), next to decimals (not a decimal block), and every pair.
     for (double special : kSpecials) {
