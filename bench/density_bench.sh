@@ -27,19 +27,25 @@
 #                      (default build/release)
 #   --baseline DIR     a second sydradb build directory (cli/sydradb), run as system "baseline"
 #   --vm PATH          VictoriaMetrics binary (default /usr/bin/victoria-metrics; "none" skips it)
-#   --rounds R         rounds (default 3)
+#   --rounds R         density rounds (default 3; 0 with --query-rounds: the latency phase only)
 #   --dataset KIND     decimal (default) or entropy
 #   --hosts N          hosts (default 250; 4 metrics each)
 #   --points N         points per series (default 10000, at 10 s)
 #   --batch B          points per request (default 10000)
 #   --connections C    loader connections (default 4)
 #   --queries Q        queries per kind and run (default 200)
+#   --query-rounds R   after the density rounds, a latency phase: every system loaded once
+#                      (after flush, as above) and kept running side by side, then R rounds
+#                      of Q raw and Q 1 h-bucket queries against each in turn, the order
+#                      rotating (default 0: no such phase). Medians of the per-round p50 and
+#                      p99: the queries of all systems interleaved on one machine state.
 #   --start-ms MS      first timestamp
 #   --out DIR          results directory (default build/density_bench)
 #   --smoke            1 round, 20 hosts x 600 points, 20 queries (checks the script works)
 #
-# Output: DIR/runs.jsonl (one object per run), DIR/summary.txt (medians per system, ratios
-# against sydradb). Exit 0; 1 if a run failed (load or query errors, a verification
+# Output: DIR/runs.jsonl (one object per run), DIR/queries.jsonl (the latency phase: one
+# object per round, system and kind), DIR/summary.txt (medians per system, ratios against
+# sydradb). Exit 0; 1 if a run failed (load or query errors, a verification
 # mismatch, a server that did not stop cleanly); 2 on bad usage. Servers it starts are
 # stopped on exit, error or interrupt.
 set -euo pipefail
@@ -56,6 +62,7 @@ points=10000
 batch=10000
 connections=4
 queries=200
+query_rounds=0
 start_ms=1793577600000
 outdir="build/density_bench"
 sample_s=1  # wait_stable's sampling period
@@ -76,14 +83,19 @@ while [[ $# -gt 0 ]]; do
     --batch) batch="${2:?}"; shift 2 ;;
     --connections) connections="${2:?}"; shift 2 ;;
     --queries) queries="${2:?}"; shift 2 ;;
+    --query-rounds) query_rounds="${2:?}"; shift 2 ;;
     --start-ms) start_ms="${2:?}"; shift 2 ;;
     --out) outdir="${2:?}"; shift 2 ;;
-    --smoke) rounds=1; hosts=20; points=600; queries=20; sample_s=0.3; shift ;;
+    --smoke) rounds=1; hosts=20; points=600; queries=20; query_rounds=1; sample_s=0.3; shift ;;
     -h | --help) usage ;;
     *) echo "density_bench: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-for n in "$rounds" "$hosts" "$points" "$batch" "$connections" "$queries" "$start_ms"; do
+for n in "$rounds" "$query_rounds"; do
+  [[ "$n" =~ ^[0-9]+$ ]] || { echo "density_bench: '$n' is not a count" >&2; exit 2; }
+done
+((rounds + query_rounds > 0)) || { echo "density_bench: nothing to do (--rounds 0 and --query-rounds 0)" >&2; exit 2; }
+for n in "$hosts" "$points" "$batch" "$connections" "$queries" "$start_ms"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "density_bench: '$n' is not a positive integer" >&2; exit 2; }
 done
 [[ "$dataset" == decimal || "$dataset" == entropy ]] || { echo "density_bench: --dataset is decimal or entropy" >&2; exit 2; }
@@ -118,9 +130,11 @@ stop_server() {
   server_pid=""
 }
 
+kept_pids=()  # the latency phase's servers
 cleanup() {
   local status=$?
   kill_quietly "$server_pid"
+  for pid in "${kept_pids[@]}"; do kill_quietly "$pid"; done
   rm -rf "$work"
   exit "$status"
 }
@@ -202,6 +216,15 @@ queries_of() {  # raw (verified) and 1 h buckets: two JSON lines into $2
     --step-ms 3600000 --json >>"$out" || run_failed=1
 }
 
+wait_sydradb_flushed() {  # until /status shows an empty memtable, at most 300 s
+  for _ in $(seq 3000); do
+    [[ "$(status_field memtable_points)" == 0 ]] && return 0
+    sleep 0.1
+  done
+  echo "density_bench: the memtable is not empty after 300 s" >&2
+  run_failed=1
+}
+
 run_sydradb() {
   local system="$1" dir="$2"
   local bin="${binary[$system]}"
@@ -210,10 +233,7 @@ run_sydradb() {
   cpu0="$(cpu_seconds "$server_pid")"
   load="$("$loader" load --target sydradb --url "http://127.0.0.1:$port" "${dataset_args[@]}" --batch "$batch" \
     --connections "$connections" --json)" || run_failed=1
-  for _ in $(seq 3000); do
-    [[ "$(status_field memtable_points)" == 0 ]] && break
-    sleep 0.1
-  done
+  wait_sydradb_flushed
   cpu1="$(cpu_seconds "$server_pid")"
   after_flush="$("$stats" --json "$dir/data/segments")" || run_failed=1
   wal_flush="$(bytes_of "$dir/data/wal" '*.log')"
@@ -349,10 +369,62 @@ EOF
   done
 done
 
-python3 - "$runs" <<'EOF' | tee "$outdir/summary.txt"
+latency="$outdir/queries.jsonl"
+: >"$latency"
+if ((query_rounds > 0)); then
+  echo "density_bench: latency phase: ${systems[*]} loaded side by side, $query_rounds round(s) of $queries queries per kind"
+  declare -A kept_port
+  for system in "${systems[@]}"; do
+    dir="$work/kept-$system"
+    mkdir -p "$dir"
+    run_failed=0
+    if [[ "$system" == vm ]]; then
+      start_vm "$dir"
+    else
+      start_sydradb "${binary[$system]}" "$dir"
+    fi
+    kept_pids+=("$server_pid")
+    kept_port[$system]="$port"
+    target=sydradb
+    [[ "$system" == vm ]] && target=vm
+    "$loader" load --target "$target" --url "http://127.0.0.1:$port" "${dataset_args[@]}" --batch "$batch" \
+      --connections "$connections" --json >/dev/null || failed=1
+    if [[ "$system" == vm ]]; then vm_flush "$dir" "$((hosts * 4 * points))"; else wait_sydradb_flushed; fi
+    [[ "$run_failed" == 0 ]] || failed=1
+    server_pid=""
+  done
+  for round in $(seq "$query_rounds"); do
+    order=()
+    for i in "${!systems[@]}"; do order+=("${systems[$(((i + round - 1) % ${#systems[@]}))]}"); done
+    for system in "${order[@]}"; do
+      port="${kept_port[$system]}"
+      target=sydradb
+      [[ "$system" == vm ]] && target=vm
+      run_failed=0
+      queries_of "$target" "$work/q.jsonl"
+      [[ "$run_failed" == 0 ]] || failed=1
+      python3 - "$round" "$system" "$work/q.jsonl" >>"$latency" <<'EOF'
+import json, sys
+for line in open(sys.argv[3]):
+    if line.strip():
+        d = json.loads(line)
+        d.update(round=int(sys.argv[1]), system=sys.argv[2], kind="1h" if d["step_ms"] else "raw")
+        print(json.dumps(d))
+EOF
+    done
+  done
+  for pid in "${kept_pids[@]}"; do
+    stop_process "$pid" TERM 60
+    [[ "$stopped_exit" == 0 ]] || { echo "density_bench: a latency-phase server exit $stopped_exit" >&2; failed=1; }
+  done
+  kept_pids=()
+fi
+
+python3 - "$runs" "$latency" <<'EOF' | tee "$outdir/summary.txt"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-systems = [s for s in ("sydradb", "baseline", "vm") if any(r["system"] == s for r in runs)]
+lat = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+systems = [s for s in ("sydradb", "baseline", "vm") if any(r["system"] == s for r in runs + lat)]
 def med(system, f):
     xs = [f(r) for r in runs if r["system"] == system]
     xs = [x for x in xs if x is not None]
@@ -381,6 +453,8 @@ rows = [
 ]
 n = min(sum(1 for r in runs if r["system"] == s) for s in systems) if systems else 0
 print(f"medians of {n} round(s); ratios: the other system / sydradb")
+if not runs:
+    rows = []
 header = f"{'':22}" + "".join(f"{s:>12}" for s in systems) + "".join(f"{s + '/sydradb':>18}" for s in systems[1:])
 print(header)
 for name, f, fmt in rows:
@@ -389,5 +463,18 @@ for name, f, fmt in rows:
     for v in vals[1:]:
         line += f"{(v / vals[0] if vals[0] else float('nan')):>18.2f}"
     print(line)
+if lat:
+    rounds = max(d["round"] for d in lat)
+    print(f"latency phase: medians over {rounds} round(s) of the per-round figures, systems loaded side by side")
+    for kind in ("raw", "1h"):
+        for pct in ("p50_ms", "p99_ms"):
+            vals = []
+            for s in systems:
+                xs = [d[pct] for d in lat if d["system"] == s and d["kind"] == kind]
+                vals.append(statistics.median(xs) if xs else float("nan"))
+            line = f"{'query ' + kind + ' ' + pct.replace('_ms', ' ms'):22}" + "".join(f"{v:>12.3f}" for v in vals)
+            for v in vals[1:]:
+                line += f"{(v / vals[0] if vals[0] else float('nan')):>18.2f}"
+            print(line)
 EOF
 exit "$failed"
