@@ -21,7 +21,8 @@
 // of a series drawn at random (seeded), one connection, one at a time: raw points (sydradb
 // /api/v1/query/range; VictoriaMetrics /api/v1/export), or with --step-ms S buckets of S ms
 // (sydradb step=S&agg=avg; VictoriaMetrics /api/v1/query_range with avg_over_time over S).
-// --verify compares every raw answer with the generated series: timestamps and value bits.
+// --verify compares every raw answer with the generated series: timestamps and value bits
+// (answers that differ are counted apart from errors, with the first difference on stderr).
 // Reports latency p50/p99/max and points per answer.
 // --start-ms defaults to now minus the dataset's span, rounded down to the interval: inside
 // VictoriaMetrics' default retention. Exit 0; 1 on any error (a non-2xx answer, a transport
@@ -377,7 +378,10 @@ int run_query(const Options& o) {
   std::vector<std::int64_t> latencies;
   std::uint64_t errors = 0;
   std::uint64_t answered_points = 0;
+  std::uint64_t mismatches = 0;        // answers that differ from the points sent (--verify)
+  std::uint64_t differing_points = 0;  // their points that differ
   std::string first_error;
+  std::string first_mismatch;
   std::vector<std::int64_t> ts;
   std::vector<double> values;
   std::map<std::size_t, std::vector<double>> expected;  // generated series, for --verify
@@ -433,16 +437,28 @@ int run_query(const Options& o) {
       for (std::size_t i = 0; i < o.data.points; ++i) it->second.push_back(replay.next(s));
     }
     const auto& want = it->second;
-    bool ok = ts.size() == want.size() && values.size() == want.size();
-    for (std::size_t i = 0; ok && i < want.size(); ++i)
-      ok = ts[i] == data.ts(i) &&
-           std::bit_cast<std::uint64_t>(values[i]) == std::bit_cast<std::uint64_t>(want[i]);
-    if (!ok) {
-      ++errors;
-      if (first_error.empty())
-        first_error = "series " + name + "{host=" + host + "}: the answer (" + std::to_string(ts.size()) +
-                      " points) differs from the generated series (" + std::to_string(want.size()) +
-                      " points)";
+    std::size_t differing = ts.size() == want.size() && values.size() == want.size() ? 0 : want.size();
+    std::size_t first = want.size();
+    for (std::size_t i = 0; differing < want.size() && i < want.size(); ++i) {
+      if (ts[i] == data.ts(i) &&
+          std::bit_cast<std::uint64_t>(values[i]) == std::bit_cast<std::uint64_t>(want[i]))
+        continue;
+      if (first == want.size()) first = i;
+      ++differing;
+    }
+    if (differing > 0) {
+      ++mismatches;
+      differing_points += differing;
+      if (first_mismatch.empty()) {
+        char example[160] = "";
+        if (first < ts.size() && first < values.size())
+          std::snprintf(example, sizeof example,
+                        "; point %zu: sent ts %" PRId64 " value %.17g, answered ts %" PRId64 " value %.17g",
+                        first, data.ts(first), want[first], ts[first], values[first]);
+        first_mismatch = "series " + name + "{host=" + host + "}: " + std::to_string(differing) + " of " +
+                         std::to_string(want.size()) + " points differ from the points sent (" +
+                         std::to_string(ts.size()) + " answered)" + example;
+      }
     }
   }
   const char* target = o.target == Target::kSydradb ? "sydradb" : "victoriametrics";
@@ -452,24 +468,25 @@ int run_query(const Options& o) {
     std::printf(
         "{\"mode\":\"query\",\"target\":\"%s\",\"step_ms\":%" PRId64
         ",\"queries\":%zu,\"p50_ms\":%.3f,"
-        "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"points_per_answer\":%.1f,\"verified\":%s,\"errors\":%" PRIu64
-        "}\n",
+        "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"points_per_answer\":%.1f,\"verified\":%s,\"mismatches\":%" PRIu64
+        ",\"differing_points\":%" PRIu64 ",\"errors\":%" PRIu64 "}\n",
         target, o.step_ms, latencies.size(), static_cast<double>(percentile_ns(latencies, 0.5)) / 1e6,
         static_cast<double>(percentile_ns(latencies, 0.99)) / 1e6,
         static_cast<double>(percentile_ns(latencies, 1.0)) / 1e6, per_answer,
-        o.verify && o.step_ms == 0 ? "true" : "false", errors);
+        o.verify && o.step_ms == 0 ? "true" : "false", mismatches, differing_points, errors);
   } else {
     std::printf(
-        "%s: %zu queries (%s): p50 %.2f ms, p99 %.2f ms, max %.2f ms; %.0f points per answer%s; errors "
-        "%" PRIu64 "\n",
+        "%s: %zu queries (%s): p50 %.2f ms, p99 %.2f ms, max %.2f ms; %.0f points per answer%s; "
+        "answers differing from the points sent %" PRIu64 "; errors %" PRIu64 "\n",
         target, latencies.size(), o.step_ms > 0 ? "buckets" : "raw",
         static_cast<double>(percentile_ns(latencies, 0.5)) / 1e6,
         static_cast<double>(percentile_ns(latencies, 0.99)) / 1e6,
         static_cast<double>(percentile_ns(latencies, 1.0)) / 1e6, per_answer,
-        o.verify && o.step_ms == 0 ? ", every answer verified" : "", errors);
+        o.verify && o.step_ms == 0 ? ", every answer verified" : "", mismatches, errors);
   }
   if (errors != 0) std::fprintf(stderr, "tsdb_dataset: %s\n", first_error.c_str());
-  return errors == 0 ? 0 : 1;
+  if (mismatches != 0) std::fprintf(stderr, "tsdb_dataset: %s\n", first_mismatch.c_str());
+  return errors == 0 && mismatches == 0 ? 0 : 1;
 }
 
 }  // namespace
