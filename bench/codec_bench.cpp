@@ -3,7 +3,7 @@
 // (timestamps and values apart for format 2, and the value encodings chosen), encode and
 // decode points/s, and what a zstd pass over each format-2 block would save.
 //
-//   codec_bench [--dataset decimal|entropy] [--series N] [--points P] [--rounds R]
+//   codec_bench [--dataset decimal|wide|entropy] [--series N] [--points P] [--rounds R]
 //               [--zstd-level L] [--json] [--smoke]
 //
 // The points are the first N series of bench/tsdb_dataset.hpp's dataset (default 40 series
@@ -45,7 +45,7 @@ struct Options {
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "codec_bench: %s\n"
-               "usage: codec_bench [--dataset decimal|entropy] [--series N] [--points P] [--rounds R]\n"
+               "usage: codec_bench [--dataset decimal|wide|entropy] [--series N] [--points P] [--rounds R]\n"
                "                   [--zstd-level L] [--json] [--smoke]\n",
                why);
   std::exit(2);
@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
     };
     if (arg == "--dataset") {
       o.data.kind = value();
-      if (o.data.kind != "decimal" && o.data.kind != "entropy") usage("--dataset is decimal or entropy");
+      if (!sydra::bench::Dataset::known_kind(o.data.kind)) usage("--dataset is decimal, wide or entropy");
     } else if (arg == "--series") {
       const auto n = static_cast<std::size_t>(number(1, 1e6));
       o.data.hosts = (n + o.data.metrics - 1) / o.data.metrics;

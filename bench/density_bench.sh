@@ -28,7 +28,7 @@
 #   --baseline DIR     a second sydradb build directory (cli/sydradb), run as system "baseline"
 #   --vm PATH          VictoriaMetrics binary (default /usr/bin/victoria-metrics; "none" skips it)
 #   --rounds R         density rounds (default 3; 0 with --query-rounds: the latency phase only)
-#   --dataset KIND     decimal (default) or entropy
+#   --dataset KIND     decimal (default), wide or entropy
 #   --hosts N          hosts (default 250; 4 metrics each)
 #   --points N         points per series (default 10000, at 10 s)
 #   --batch B          points per request (default 10000)
@@ -98,7 +98,7 @@ done
 for n in "$hosts" "$points" "$batch" "$connections" "$queries" "$start_ms"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "density_bench: '$n' is not a positive integer" >&2; exit 2; }
 done
-[[ "$dataset" == decimal || "$dataset" == entropy ]] || { echo "density_bench: --dataset is decimal or entropy" >&2; exit 2; }
+[[ "$dataset" =~ ^(decimal|wide|entropy)$ ]] || { echo "density_bench: --dataset is decimal, wide or entropy" >&2; exit 2; }
 loader="$build/bench/tsdb_dataset"
 stats="$build/bench/segment_stats"
 declare -A binary=([sydradb]="$build/cli/sydradb")

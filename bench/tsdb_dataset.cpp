@@ -6,7 +6,7 @@
 //   tsdb_dataset query --target sydradb|vm --url http://HOST:PORT [dataset] [--queries Q]
 //                      [--step-ms MS] [--verify] [--json]
 //   tsdb_dataset print --target sydradb|vm [dataset]         the request bodies, to stdout
-//   dataset: [--dataset decimal|entropy] [--hosts 250] [--metrics 4] [--points 10000]
+//   dataset: [--dataset decimal|wide|entropy] [--hosts 250] [--metrics 4] [--points 10000]
 //            [--interval-ms 10000] [--start-ms MS] [--seed 13]
 //
 // load: the points in time order (every series' point i before any point i + 1), cut into
@@ -79,7 +79,7 @@ struct Options {
       stderr,
       "tsdb_dataset: %s\n"
       "usage: tsdb_dataset load|query|print --target sydradb|vm [--url http://HOST:PORT]\n"
-      "         [--dataset decimal|entropy] [--hosts N] [--metrics N] [--points N] [--interval-ms MS]\n"
+      "         [--dataset decimal|wide|entropy] [--hosts N] [--metrics N] [--points N] [--interval-ms MS]\n"
       "         [--start-ms MS] [--seed N] [--batch POINTS] [--connections C] [--queries Q]\n"
       "         [--step-ms MS] [--verify] [--json]\n",
       why.c_str());
@@ -118,7 +118,7 @@ Options parse_options(int argc, char** argv) {
       if (!sydra::bench::parse_http_url(value(), o.host, o.port)) usage("--url must be http://HOST:PORT");
     } else if (arg == "--dataset") {
       o.data.kind = value();
-      if (o.data.kind != "decimal" && o.data.kind != "entropy") usage("--dataset is decimal or entropy");
+      if (!sydra::bench::Dataset::known_kind(o.data.kind)) usage("--dataset is decimal, wide or entropy");
     } else if (arg == "--hosts") {
       o.data.hosts = static_cast<std::size_t>(number(1, 1e6));
     } else if (arg == "--metrics") {

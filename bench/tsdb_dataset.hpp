@@ -9,6 +9,9 @@
 //            uniformly, reflected at 0 and 100); metrics 1 and 3 are counters, increasing
 //            integers (a rate per series drawn from 10-1000 per interval; each interval
 //            adds a uniform integer in [rate/2, 3·rate/2])
+//   wide     the decimal dataset with larger moves: gauge steps drawn from a normal
+//            distribution of standard deviation 1.00 (rounded to cents), counter rates
+//            drawn from 100-10,000
 //   entropy  high-entropy floats: uniform in [0, 1000) with all 53 bits of mantissa,
 //            printed with 17 significant digits (the shortest text that round-trips)
 // Values are generated as the doubles a parser makes of their text: gauges as
@@ -27,7 +30,7 @@
 namespace sydra::bench {
 
 struct DatasetSpec {
-  std::string kind = "decimal";  // decimal | entropy
+  std::string kind = "decimal";  // decimal | wide | entropy
   std::size_t metrics = 4;
   std::size_t hosts = 250;
   std::size_t points = 10'000;  // per series
@@ -44,17 +47,22 @@ struct DatasetSpec {
 class Dataset {
  public:
   explicit Dataset(const DatasetSpec& spec) : spec_(spec), state_(spec.series()) {
-    if (spec.kind != "decimal" && spec.kind != "entropy")
-      throw std::invalid_argument("unknown dataset kind " + spec.kind + " (decimal or entropy)");
+    if (!known_kind(spec.kind))
+      throw std::invalid_argument("unknown dataset kind " + spec.kind + " (decimal, wide or entropy)");
+    const bool wide = spec.kind == "wide";
     for (std::size_t s = 0; s < state_.size(); ++s) {
       State& st = state_[s];
       st.rng.seed(spec.seed * 1'000'003 + s);
       st.cents = 1000 + static_cast<std::int64_t>(st.rng() % 8001);
-      st.rate = 10 + static_cast<std::int64_t>(st.rng() % 991);
+      st.rate = wide ? 100 + static_cast<std::int64_t>(st.rng() % 9901)
+                     : 10 + static_cast<std::int64_t>(st.rng() % 991);
       st.counter = static_cast<std::int64_t>(st.rng() % 1'000'000'000);
     }
   }
 
+  static bool known_kind(const std::string& kind) {
+    return kind == "decimal" || kind == "wide" || kind == "entropy";
+  }
   const DatasetSpec& spec() const { return spec_; }
 
   static const char* metric_name(std::size_t metric) {
@@ -72,7 +80,7 @@ class Dataset {
     std::snprintf(host, sizeof host, "host-%03zu", s / spec_.metrics);
     return host;
   }
-  bool is_counter(std::size_t s) const { return spec_.kind == "decimal" && s % spec_.metrics % 2 == 1; }
+  bool is_counter(std::size_t s) const { return spec_.kind != "entropy" && s % spec_.metrics % 2 == 1; }
   std::int64_t ts(std::size_t index) const {
     return spec_.start_ms + static_cast<std::int64_t>(index) * spec_.interval_ms;
   }
@@ -87,7 +95,11 @@ class Dataset {
       return static_cast<double>(v);
     }
     const std::int64_t v = st.cents;
-    st.cents += static_cast<std::int64_t>(st.rng() % 101) - 50;
+    if (spec_.kind == "wide") {
+      st.cents += std::llround(st.normal(st.rng) * 100.0);
+    } else {
+      st.cents += static_cast<std::int64_t>(st.rng() % 101) - 50;
+    }
     if (st.cents < 0) st.cents = -st.cents;
     if (st.cents > 10'000) st.cents = 20'000 - st.cents;
     return static_cast<double>(v) / 100.0;
@@ -103,6 +115,7 @@ class Dataset {
  private:
   struct State {
     std::mt19937_64 rng;
+    std::normal_distribution<double> normal{0.0, 1.0};
     std::int64_t cents = 0;
     std::int64_t rate = 0;
     std::int64_t counter = 0;
