@@ -15,6 +15,7 @@ using codec::ByteCursor;
 constexpr unsigned kMaxExponent = 18;
 constexpr double kPow10[kMaxExponent + 1] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8, 1e9,
                                              1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+constexpr double kTwo52 = 4503599627370496.0;  // doubles from here on are integers
 constexpr double kTwo53 = 9007199254740992.0;  // integers below it are exact doubles
 constexpr unsigned kMaxOrder = 2;
 // Segment blocks are at most this long (segment::max_block_points); longer ones decode
@@ -34,7 +35,8 @@ double scaled(std::uint64_t m, unsigned e) noexcept {
 bool decimal_at(double v, unsigned e, std::int64_t& m) noexcept {
   const double s = v * kPow10[e];
   if (!(std::fabs(s) < kTwo53)) return false;  // NaN, infinities, too many digits
-  m = static_cast<std::int64_t>(s + std::copysign(0.5, s));
+  // Round to nearest (adding 0.5 to an integer at or above 2^52 could round it up).
+  m = static_cast<std::int64_t>(std::fabs(s) >= kTwo52 ? s : s + std::copysign(0.5, s));
   return bits(scaled(static_cast<std::uint64_t>(m), e)) == bits(v);
 }
 

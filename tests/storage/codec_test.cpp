@@ -194,6 +194,10 @@ TEST_SUITE("unit") {
     CHECK(layout_of(regular(100, {1.0, 2.5, 3.0})).exponent == 1);
     CHECK(layout_of(regular(100, {1.0, 2.5, 3.125})).exponent == 3);
     CHECK(layout_of(regular(100, {1e-18, 5e-18})).exponent == 18);
+    // The integers next to 2^53 are decimals; 2^53 itself is not (|m| < 2^53).
+    CHECK(layout_of(regular(100, {9007199254740991.0, -9007199254740991.0, 4503599627370497.0})).values ==
+          ValueEncoding::kDecimal);
+    CHECK(layout_of(regular(100, {9007199254740992.0, 1.0})).values != ValueEncoding::kDecimal);
     // 1.0 at exponent 18 is 10^18 > 2^53: no common exponent.
     CHECK(layout_of(regular(100, {1.0, 1e-18})).values != ValueEncoding::kDecimal);
     // 1.5e-19 needs 19 digits: not a decimal of this format.
