@@ -22,21 +22,26 @@ std::uint64_t low_mask(unsigned width) noexcept {
   return width == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << width) - 1;
 }
 
-// The cheapest width for values with histogram `h`; fills plan.width and plan.bytes.
+// The cheapest width for values with histogram `h`; fills plan.width and plan.bytes. Every
+// width up to the widest value is a candidate: one between two present widths saves no
+// exception but can shorten the exceptions' high parts (their varints lose a byte every 7
+// bits).
 void choose_width(const Histogram& h, std::size_t n, IntColumnPlan& plan) {
   unsigned bins[65];
   unsigned bin_count = 0;
   for (unsigned b = 0; b <= 64; ++b)
     if (h[b] != 0) bins[bin_count++] = b;
   const std::size_t head = 1 + (plan.frame_of_reference ? varint_bytes(zigzag(plan.base)) : 0);
+  plan.width = 0;
+  plan.bytes = head + 1;
+  if (bin_count == 0) return;
   std::size_t best = std::numeric_limits<std::size_t>::max();
-  // Only the widths of values present can be optimal: between two of them, a wider column
-  // costs more and saves no exception.
-  for (unsigned j = 0; j < bin_count; ++j) {
-    const unsigned w = bins[j];
+  unsigned first_wider = 0;  // the first bin wider than w
+  for (unsigned w = 0; w <= bins[bin_count - 1]; ++w) {
+    while (first_wider < bin_count && bins[first_wider] <= w) ++first_wider;
     std::size_t exceptions = 0;
     std::size_t exception_bytes = 0;
-    for (unsigned q = j + 1; q < bin_count; ++q) {
+    for (unsigned q = first_wider; q < bin_count; ++q) {
       exceptions += h[bins[q]];
       exception_bytes += static_cast<std::size_t>(h[bins[q]]) * ((bins[q] - w + 6) / 7);
     }
@@ -48,7 +53,6 @@ void choose_width(const Histogram& h, std::size_t n, IntColumnPlan& plan) {
       plan.width = w;
     }
   }
-  if (bin_count == 0) best = head + 1;
   plan.bytes = best;
 }
 
