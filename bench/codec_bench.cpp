@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_args.hpp"
 #include "bench/tsdb_dataset.hpp"
 #include "server/storage/codec.hpp"
 #include "server/storage/segment_file.hpp"
@@ -42,12 +43,12 @@ struct Options {
   bool json = false;
 };
 
-[[noreturn]] void usage(const char* why) {
+[[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "codec_bench: %s\n"
                "usage: codec_bench [--dataset decimal|wide|entropy] [--series N] [--points P] [--rounds R]\n"
                "                   [--zstd-level L] [--json] [--smoke]\n",
-               why);
+               why.c_str());
   std::exit(2);
 }
 
@@ -170,32 +171,21 @@ ZstdResult zstd_pass(const Encoded& e, int level, std::size_t rounds) {
 int main(int argc, char** argv) {
   Options o;
   o.data.hosts = 10;  // 40 series
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
-      return argv[++i];
-    };
-    const auto number = [&](double min, double max) {
-      const std::string text = value();
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0' || !(v >= min && v <= max))
-        usage(("bad value for " + arg).c_str());
-      return v;
-    };
+  sydra::bench::Args args(argc, argv, 1, usage);
+  while (args.next()) {
+    const std::string& arg = args.flag();
     if (arg == "--dataset") {
-      o.data.kind = value();
+      o.data.kind = args.value();
       if (!sydra::bench::Dataset::known_kind(o.data.kind)) usage("--dataset is decimal, wide or entropy");
     } else if (arg == "--series") {
-      const auto n = static_cast<std::size_t>(number(1, 1e6));
+      const auto n = static_cast<std::size_t>(args.number(1, 1e6));
       o.data.hosts = (n + o.data.metrics - 1) / o.data.metrics;
     } else if (arg == "--points") {
-      o.data.points = static_cast<std::size_t>(number(1, 1e8));
+      o.data.points = static_cast<std::size_t>(args.number(1, 1e8));
     } else if (arg == "--rounds") {
-      o.rounds = static_cast<std::size_t>(number(1, 1000));
+      o.rounds = static_cast<std::size_t>(args.number(1, 1000));
     } else if (arg == "--zstd-level") {
-      o.zstd_level = static_cast<int>(number(0, 19));
+      o.zstd_level = static_cast<int>(args.number(0, 19));
     } else if (arg == "--json") {
       o.json = true;
     } else if (arg == "--smoke") {
@@ -203,7 +193,7 @@ int main(int argc, char** argv) {
       o.data.points = 3000;
       o.rounds = 2;
     } else {
-      usage(("unknown argument " + arg).c_str());
+      args.unknown();
     }
   }
 

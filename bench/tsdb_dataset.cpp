@@ -46,6 +46,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "bench/bench_args.hpp"
 #include "bench/http_connection.hpp"
 #include "bench/tsdb_dataset.hpp"
 
@@ -91,21 +92,11 @@ Options parse_options(int argc, char** argv) {
   Options o;
   o.mode = argv[1];
   if (o.mode != "load" && o.mode != "query" && o.mode != "print") usage("unknown mode " + o.mode);
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value for " + arg);
-      return argv[++i];
-    };
-    const auto number = [&](double min, double max) {
-      const std::string text = value();
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0' || !(v >= min && v <= max)) usage("bad value for " + arg);
-      return v;
-    };
+  sydra::bench::Args args(argc, argv, 2, usage);
+  while (args.next()) {
+    const std::string& arg = args.flag();
     if (arg == "--target") {
-      const std::string t = value();
+      const std::string t = args.value();
       if (t == "sydradb") {
         o.target = Target::kSydradb;
       } else if (t == "vm" || t == "victoriametrics") {
@@ -115,37 +106,38 @@ Options parse_options(int argc, char** argv) {
       }
       o.have_target = true;
     } else if (arg == "--url") {
-      if (!sydra::bench::parse_http_url(value(), o.host, o.port)) usage("--url must be http://HOST:PORT");
+      if (!sydra::bench::parse_http_url(args.value(), o.host, o.port))
+        usage("--url must be http://HOST:PORT");
     } else if (arg == "--dataset") {
-      o.data.kind = value();
+      o.data.kind = args.value();
       if (!sydra::bench::Dataset::known_kind(o.data.kind)) usage("--dataset is decimal, wide or entropy");
     } else if (arg == "--hosts") {
-      o.data.hosts = static_cast<std::size_t>(number(1, 1e6));
+      o.data.hosts = static_cast<std::size_t>(args.number(1, 1e6));
     } else if (arg == "--metrics") {
-      o.data.metrics = static_cast<std::size_t>(number(1, 1000));
+      o.data.metrics = static_cast<std::size_t>(args.number(1, 1000));
     } else if (arg == "--points") {
-      o.data.points = static_cast<std::size_t>(number(1, 1e8));
+      o.data.points = static_cast<std::size_t>(args.number(1, 1e8));
     } else if (arg == "--interval-ms") {
-      o.data.interval_ms = static_cast<std::int64_t>(number(1, 86'400'000));
+      o.data.interval_ms = static_cast<std::int64_t>(args.number(1, 86'400'000));
     } else if (arg == "--start-ms") {
-      o.data.start_ms = static_cast<std::int64_t>(number(0, 4e12));
+      o.data.start_ms = static_cast<std::int64_t>(args.number(0, 4e12));
       o.have_start = true;
     } else if (arg == "--seed") {
-      o.data.seed = static_cast<std::uint64_t>(number(0, 1e15));
+      o.data.seed = static_cast<std::uint64_t>(args.number(0, 1e15));
     } else if (arg == "--batch") {
-      o.batch = static_cast<std::size_t>(number(1, 1e7));
+      o.batch = static_cast<std::size_t>(args.number(1, 1e7));
     } else if (arg == "--connections") {
-      o.connections = static_cast<unsigned>(number(1, 256));
+      o.connections = static_cast<unsigned>(args.number(1, 256));
     } else if (arg == "--queries") {
-      o.queries = static_cast<std::size_t>(number(1, 1e7));
+      o.queries = static_cast<std::size_t>(args.number(1, 1e7));
     } else if (arg == "--step-ms") {
-      o.step_ms = static_cast<std::int64_t>(number(0, 1e12));
+      o.step_ms = static_cast<std::int64_t>(args.number(0, 1e12));
     } else if (arg == "--verify") {
       o.verify = true;
     } else if (arg == "--json") {
       o.json = true;
     } else {
-      usage("unknown argument " + arg);
+      args.unknown();
     }
   }
   if (!o.have_target) usage("--target is required");

@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_args.hpp"
 #include "bench/http_connection.hpp"
 
 namespace {
@@ -58,52 +59,42 @@ struct Options {
   bool json = false;
 };
 
-[[noreturn]] void usage(const char* why) {
+[[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "tsdb_load: %s\n"
                "usage: tsdb_load [--url http://HOST:PORT] [--connections N] [--batch POINTS] [--series N]\n"
                "                 [--duration SECONDS] [--query-fraction F] [--stats-poll-ms MS] [--token T] "
                "[--json]\n",
-               why);
+               why.c_str());
   std::exit(2);
 }
 
 Options parse_options(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
-      return argv[++i];
-    };
-    const auto number = [&](double min, double max) {
-      const std::string text = value();
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0' || !(v >= min && v <= max))
-        usage(("bad value for " + arg).c_str());
-      return v;
-    };
+  sydra::bench::Args args(argc, argv, 1, usage);
+  while (args.next()) {
+    const std::string& arg = args.flag();
     if (arg == "--url") {
-      if (!sydra::bench::parse_http_url(value(), o.host, o.port)) usage("--url must be http://HOST:PORT");
+      if (!sydra::bench::parse_http_url(args.value(), o.host, o.port))
+        usage("--url must be http://HOST:PORT");
     } else if (arg == "--connections") {
-      o.connections = static_cast<unsigned>(number(1, 1024));
+      o.connections = static_cast<unsigned>(args.number(1, 1024));
     } else if (arg == "--batch") {
-      o.batch = static_cast<std::size_t>(number(1, 1e6));
+      o.batch = static_cast<std::size_t>(args.number(1, 1e6));
     } else if (arg == "--series") {
-      o.series = static_cast<std::size_t>(number(1, 1e9));
+      o.series = static_cast<std::size_t>(args.number(1, 1e9));
     } else if (arg == "--duration") {
-      o.duration = number(0.01, 86400);
+      o.duration = args.number(0.01, 86400);
     } else if (arg == "--query-fraction") {
-      o.query_fraction = number(0, 1);
+      o.query_fraction = args.number(0, 1);
     } else if (arg == "--stats-poll-ms") {
-      o.stats_poll_ms = static_cast<unsigned>(number(0, 60000));
+      o.stats_poll_ms = static_cast<unsigned>(args.number(0, 60000));
     } else if (arg == "--token") {
-      o.token = value();
+      o.token = args.value();
     } else if (arg == "--json") {
       o.json = true;
     } else {
-      usage(("unknown argument " + arg).c_str());
+      args.unknown();
     }
   }
   return o;
