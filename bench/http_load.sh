@@ -22,6 +22,8 @@
 # not exit 0 on SIGTERM; 2 on bad usage. The daemons it starts are stopped on exit, error
 # or interrupt. The machine is shared and noisy: quote the ratios, measured in one run.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 rounds="${ROUNDS:-3}"
 duration="${DURATION:-30}"
@@ -31,10 +33,6 @@ workers=2
 outdir="build/http_load"
 binary="build/release/cli/sydradb"
 
-usage() {
-  sed -n '2,/^[^#]/p' "$0" | sed '$d; s/^# \{0,1\}//'
-  exit 2
-}
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds="${2:?}"; shift 2 ;;
@@ -74,24 +72,13 @@ cleanup() {
   for pid in "$wrk_pid" "$sampler_pid"; do
     [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
   done
-  if [[ -n "$daemon_pid" ]] && alive "$daemon_pid"; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    for _ in $(seq 50); do alive "$daemon_pid" || break; sleep 0.1; done
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-  fi
+  kill_quietly "$daemon_pid"
   rm -rf "$work"
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# Whether PID runs (a child that exited stays a zombie until waited for: not running).
-alive() {
-  local state
-  state="$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -116,20 +103,8 @@ start_daemon() {
 # stop_daemon: SIGTERM, bounded wait (15 s, then SIGKILL); sets daemon_exit to the exit
 # status, or "killed".
 stop_daemon() {
-  kill -TERM "$daemon_pid"
-  daemon_exit=killed
-  for _ in $(seq 150); do
-    if ! alive "$daemon_pid"; then
-      daemon_exit=0
-      wait "$daemon_pid" || daemon_exit=$?
-      break
-    fi
-    sleep 0.1
-  done
-  if [[ "$daemon_exit" == killed ]]; then
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
+  stop_process "$daemon_pid" TERM 15
+  daemon_exit="$stopped_exit"
   daemon_pid=""
 }
 

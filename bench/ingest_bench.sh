@@ -25,6 +25,8 @@
 # shared and noisy (the load generator and the daemon share its two cores): quote the
 # medians and the ratio, measured in one invocation.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 build="build/release"
 rounds="${ROUNDS:-3}"
@@ -37,8 +39,6 @@ stats_poll_ms=100
 workers=2
 outdir="build/ingest_bench"
 
-# shellcheck source=bench/lib.sh
-source "$(dirname "$0")/lib.sh"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build="${2:?}"; shift 2 ;;
@@ -72,11 +72,7 @@ daemon_pid=""
 
 cleanup() {
   local status=$?
-  if [[ -n "$daemon_pid" ]] && alive "$daemon_pid"; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    for _ in $(seq 100); do alive "$daemon_pid" || break; sleep 0.1; done
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-  fi
+  kill_quietly "$daemon_pid"
   rm -rf "$work"
   exit "$status"
 }

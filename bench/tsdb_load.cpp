@@ -51,7 +51,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_args.hpp"
+#include "bench/http_connection.hpp"
+
 namespace {
+
+using sydra::bench::HttpConnection;
 
 using Clock = std::chrono::steady_clock;
 
@@ -75,7 +80,7 @@ struct Options {
   bool json = false;
 };
 
-[[noreturn]] void usage(const char* why) {
+[[noreturn]] void usage(const std::string& why) {
   std::fprintf(
       stderr,
       "tsdb_load: %s\n"
@@ -84,51 +89,30 @@ struct Options {
       "[--json]\n"
       "                 [--format sydradb|vm-import] [--probe-url http://HOST:PORT] [--probe-path PATH]\n"
       "                 [--probe-rate PER_SECOND] [--probe-idle-seconds S]\n",
-      why);
+      why.c_str());
   std::exit(2);
 }
 
 Options parse_options(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value for " + arg).c_str());
-      return argv[++i];
-    };
-    const auto number = [&](double min, double max) {
-      const std::string text = value();
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0' || !(v >= min && v <= max))
-        usage(("bad value for " + arg).c_str());
-      return v;
-    };
-    // http://HOST:PORT into host and port.
-    const auto url = [&](std::string& host, std::string& port) {
-      std::string text = value();
-      if (text.rfind("http://", 0) != 0) usage((arg + " must be http://HOST:PORT").c_str());
-      text = text.substr(7);
-      if (!text.empty() && text.back() == '/') text.pop_back();
-      const auto colon = text.rfind(':');
-      if (colon == std::string::npos || text.find('/') != std::string::npos)
-        usage((arg + " must be http://HOST:PORT").c_str());
-      host = text.substr(0, colon);
-      port = text.substr(colon + 1);
-    };
+  sydra::bench::Args args(argc, argv, 1, usage);
+  while (args.next()) {
+    const std::string& arg = args.flag();
     if (arg == "--url") {
-      url(o.host, o.port);
+      if (!sydra::bench::parse_http_url(args.value(), o.host, o.port))
+        usage("--url must be http://HOST:PORT");
     } else if (arg == "--probe-url") {
-      url(o.probe_host, o.probe_port);
+      if (!sydra::bench::parse_http_url(args.value(), o.probe_host, o.probe_port))
+        usage("--probe-url must be http://HOST:PORT");
     } else if (arg == "--probe-path") {
-      o.probe_path = value();
+      o.probe_path = args.value();
       if (o.probe_path.empty() || o.probe_path[0] != '/') usage("--probe-path must start with /");
     } else if (arg == "--probe-rate") {
-      o.probe_rate = number(0.1, 1000);
+      o.probe_rate = args.number(0.1, 1000);
     } else if (arg == "--probe-idle-seconds") {
-      o.probe_idle_seconds = number(0, 3600);
+      o.probe_idle_seconds = args.number(0, 3600);
     } else if (arg == "--format") {
-      const std::string f = value();
+      const std::string f = args.value();
       if (f == "sydradb")
         o.format = Format::sydradb;
       else if (f == "vm-import")
@@ -136,142 +120,27 @@ Options parse_options(int argc, char** argv) {
       else
         usage("--format must be sydradb or vm-import");
     } else if (arg == "--connections") {
-      o.connections = static_cast<unsigned>(number(1, 1024));
+      o.connections = static_cast<unsigned>(args.number(1, 1024));
     } else if (arg == "--batch") {
-      o.batch = static_cast<std::size_t>(number(1, 1e6));
+      o.batch = static_cast<std::size_t>(args.number(1, 1e6));
     } else if (arg == "--series") {
-      o.series = static_cast<std::size_t>(number(1, 1e9));
+      o.series = static_cast<std::size_t>(args.number(1, 1e9));
     } else if (arg == "--duration") {
-      o.duration = number(0.01, 86400);
+      o.duration = args.number(0.01, 86400);
     } else if (arg == "--query-fraction") {
-      o.query_fraction = number(0, 1);
+      o.query_fraction = args.number(0, 1);
     } else if (arg == "--stats-poll-ms") {
-      o.stats_poll_ms = static_cast<unsigned>(number(0, 60000));
+      o.stats_poll_ms = static_cast<unsigned>(args.number(0, 60000));
     } else if (arg == "--token") {
-      o.token = value();
+      o.token = args.value();
     } else if (arg == "--json") {
       o.json = true;
     } else {
-      usage(("unknown argument " + arg).c_str());
+      args.unknown();
     }
   }
   return o;
 }
-
-// ---- one keep-alive HTTP/1.1 connection ---------------------------------------------------
-
-class HttpConnection {
- public:
-  explicit HttpConnection(const Options& o) : host_(o.host), port_(o.port) {}
-  HttpConnection(std::string host, std::string port) : host_(std::move(host)), port_(std::move(port)) {}
-  ~HttpConnection() { close(); }
-  HttpConnection(const HttpConnection&) = delete;
-  HttpConnection& operator=(const HttpConnection&) = delete;
-
-  // Sends a request and reads its answer; the status, or -1 on a transport error (the
-  // connection is then closed and reopened by the next request).
-  int request(std::string_view head, std::string_view body, std::string& answer) {
-    if (fd_ < 0 && !connect()) return -1;
-    iovec parts[2] = {{const_cast<char*>(head.data()), head.size()},
-                      {const_cast<char*>(body.data()), body.size()}};
-    std::size_t total = head.size() + body.size();
-    int count = body.empty() ? 1 : 2;
-    iovec* iov = parts;
-    while (total > 0) {
-      const ssize_t n = ::writev(fd_, iov, count);
-      if (n <= 0) return fail();
-      auto left = static_cast<std::size_t>(n);
-      total -= left;
-      while (count > 0 && left >= iov->iov_len) {
-        left -= iov->iov_len;
-        ++iov;
-        --count;
-      }
-      if (count > 0) {
-        iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-        iov->iov_len -= left;
-      }
-    }
-    return read_answer(answer);
-  }
-
- private:
-  bool connect() {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* result = nullptr;
-    if (::getaddrinfo(host_.c_str(), port_.c_str(), &hints, &result) != 0) return false;
-    for (addrinfo* a = result; a != nullptr; a = a->ai_next) {
-      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-      if (fd < 0) continue;
-      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-        const int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        timeval timeout{10, 0};
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-        fd_ = fd;
-        break;
-      }
-      ::close(fd);
-    }
-    ::freeaddrinfo(result);
-    buffer_.clear();
-    return fd_ >= 0;
-  }
-
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  int fail() {
-    close();
-    return -1;
-  }
-
-  bool fill() {
-    char chunk[16384];
-    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n <= 0) return false;
-    buffer_.append(chunk, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  int read_answer(std::string& answer) {
-    std::size_t head_end;
-    while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-      if (!fill()) return fail();
-    }
-    const std::string_view head(buffer_.data(), head_end);
-    if (head.size() < 12 || head.substr(0, 5) != "HTTP/") return fail();
-    const int status = std::atoi(buffer_.c_str() + 9);
-    std::size_t length = 0;
-    bool close_after = false;
-    std::size_t pos = head.find("\r\n");
-    while (pos != std::string_view::npos && pos < head.size()) {
-      const std::size_t next = head.find("\r\n", pos + 2);
-      std::string line(head.substr(pos + 2, (next == std::string_view::npos ? head.size() : next) - pos - 2));
-      std::transform(line.begin(), line.end(), line.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (line.rfind("content-length:", 0) == 0) length = std::strtoull(line.c_str() + 15, nullptr, 10);
-      if (line.rfind("connection:", 0) == 0 && line.find("close") != std::string::npos) close_after = true;
-      pos = next;
-    }
-    const std::size_t body_start = head_end + 4;
-    while (buffer_.size() < body_start + length) {
-      if (!fill()) return fail();
-    }
-    answer.assign(buffer_, body_start, length);
-    buffer_.erase(0, body_start + length);
-    if (close_after) close();
-    return status;
-  }
-
-  std::string host_, port_;
-  int fd_ = -1;
-  std::string buffer_;
-};
 
 // ---- workload ----------------------------------------------------------------------------
 
@@ -355,7 +224,7 @@ void run_connection(const Options& o, unsigned index, Clock::time_point deadline
     templates.push_back(make_template(o, (index * kTemplates + t) * o.batch, rng));
   }
   const std::string auth = auth_header(o);
-  HttpConnection connection(o);
+  HttpConnection connection(o.host, o.port);
   std::uniform_real_distribution<double> coin(0, 1);
   std::uniform_int_distribution<std::size_t> pick_series(0, o.series - 1);
   std::string answer;
@@ -418,7 +287,7 @@ void run_connection(const Options& o, unsigned index, Clock::time_point deadline
 }
 
 void run_stats_poller(const Options& o, Clock::time_point deadline, Tally& tally) {
-  HttpConnection connection(o);
+  HttpConnection connection(o.host, o.port);
   const std::string head =
       "GET /debug/alloc/stats HTTP/1.1\r\nHost: " + o.host + "\r\n" + auth_header(o) + "\r\n";
   std::string answer;
@@ -528,7 +397,7 @@ int main(int argc, char** argv) {
 
   // Check that the daemon answers before starting the clock.
   {
-    HttpConnection probe(o);
+    HttpConnection probe(o.host, o.port);
     std::string answer;
     const int status = probe.request(
         "GET /status HTTP/1.1\r\nHost: " + o.host + "\r\n" + auth_header(o) + "\r\n", {}, answer);

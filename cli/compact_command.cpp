@@ -49,6 +49,13 @@ int run_compact(const CompactOptions& options) {
       return kExitOk;
     }
     const storage::SegmentStoreStats after = store->stats();
+    if (before.segments == 1) {  // a lone segment in an older format, rewritten
+      std::printf("rewrote 1 segment in the newest format (%s, %llu points) as %s, %llu points, in %s\n",
+                  human_bytes(before.bytes).c_str(), static_cast<unsigned long long>(before.points),
+                  human_bytes(after.bytes).c_str(), static_cast<unsigned long long>(after.points),
+                  dir.c_str());
+      return kExitOk;
+    }
     std::printf("compacted %llu segments (%s, %llu points) into %llu (%s, %llu points) in %s\n",
                 static_cast<unsigned long long>(before.segments), human_bytes(before.bytes).c_str(),
                 static_cast<unsigned long long>(before.points),

@@ -16,6 +16,8 @@ packages=(
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
   # plots of latency percentiles; HTTP load generator
   gnuplot-nox wrk curl
+  # bench/codec_bench: what a zstd pass over segment blocks would save
+  libzstd-dev
   # whole-program tools used by tests and docs (RSS, instruction counts)
   procps valgrind python3
   # packaging and its test: dpkg-shlibdeps (cpack), systemd-analyze, file, objdump

@@ -1,218 +1,273 @@
 #include "server/storage/codec.hpp"
 
 #include <bit>
-#include <cstdint>
-#include <cstring>
+#include <cmath>
+#include <string>
+
+#include "server/storage/codec_gorilla.hpp"
+#include "server/storage/int_column.hpp"
 
 namespace sydra::storage {
 namespace {
 
-std::uint64_t zigzag(std::uint64_t d) noexcept {
-  return (d << 1) ^ static_cast<std::uint64_t>(static_cast<std::int64_t>(d) >> 63);
-}
-std::uint64_t unzigzag(std::uint64_t z) noexcept {
-  return (z >> 1) ^ (~(z & 1) + 1);
-}
+using codec::ByteCursor;
 
-std::uint64_t value_bits(double v) noexcept {
+constexpr unsigned kMaxExponent = 18;
+constexpr double kPow10[kMaxExponent + 1] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8, 1e9,
+                                             1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+constexpr double kTwo52 = 4503599627370496.0;  // doubles from here on are integers
+constexpr double kTwo53 = 9007199254740992.0;  // integers below it are exact doubles
+constexpr unsigned kMaxOrder = 2;
+// Segment blocks are at most this long (segment::max_block_points); longer ones decode
+// through the heap.
+constexpr std::size_t kStackValues = 4096;
+
+std::uint64_t bits(double v) noexcept {
   return std::bit_cast<std::uint64_t>(v);
 }
 
-// Bits are gathered into a 64-bit word, most significant first, and stored big-endian so
-// that the stream reads in order byte by byte.
-class BitWriter {
- public:
-  explicit BitWriter(std::vector<std::byte>& out) : out_(out) {}
+// The value of m / 10^e as the decoder computes it.
+double scaled(std::uint64_t m, unsigned e) noexcept {
+  return static_cast<double>(static_cast<std::int64_t>(m)) / kPow10[e];
+}
 
-  // Appends the low `n` bits of `value`, 1 <= n <= 64.
-  void put(std::uint64_t value, unsigned n) {
-    if (n < 64) value &= (std::uint64_t{1} << n) - 1;
-    const unsigned room = 64 - used_;
-    if (n < room) {
-      word_ |= value << (room - n);
-      used_ += n;
-      return;
+// m with v == m / 10^e bit for bit, if there is one.
+bool decimal_at(double v, unsigned e, std::int64_t& m) noexcept {
+  const double s = v * kPow10[e];
+  if (!(std::fabs(s) < kTwo53)) return false;  // NaN, infinities, too many digits
+  // Round to nearest (adding 0.5 to an integer at or above 2^52 could round it up).
+  m = static_cast<std::int64_t>(std::fabs(s) >= kTwo52 ? s : s + std::copysign(0.5, s));
+  return bits(scaled(static_cast<std::uint64_t>(m), e)) == bits(v);
+}
+
+// The smallest exponent at which every value is a decimal, and the integers; false when
+// there is none.
+bool find_decimals(std::span<const Point> points, unsigned& exponent, std::vector<std::uint64_t>& m) {
+  unsigned e = 0;
+  std::int64_t unused;
+  for (const Point& p : points) {
+    // A value exact at e is exact at any larger e (the same quotient, correctly rounded),
+    // as long as its integer stays below 2^53: the second pass checks that.
+    while (!decimal_at(p.value, e, unused))
+      if (++e > kMaxExponent) return false;
+  }
+  m.resize(points.size());
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    std::int64_t v;
+    if (!decimal_at(points[i].value, e, v)) return false;
+    m[i] = static_cast<std::uint64_t>(v);
+  }
+  exponent = e;
+  return true;
+}
+
+// r = the residuals of `order` of x (see codec.hpp), modulo 2^64.
+void residuals(std::span<const std::uint64_t> x, unsigned order, std::vector<std::uint64_t>& r) {
+  const std::size_t n = x.size();
+  r.resize(n);
+  if (n == 0) return;
+  r[0] = x[0];
+  if (order == 0) {
+    for (std::size_t i = 1; i < n; ++i) r[i] = x[i];
+  } else if (order == 1 || n == 1) {
+    for (std::size_t i = 1; i < n; ++i) r[i] = x[i] - x[i - 1];
+  } else {
+    r[1] = x[1] - x[0];
+    for (std::size_t i = 2; i < n; ++i) r[i] = (x[i] - x[i - 1]) - (x[i - 1] - x[i - 2]);
+  }
+}
+
+// The inverse of residuals(): calls store(i, x[i]) for every i in order.
+template <typename Store>
+void integrate(const std::uint64_t* r, std::size_t n, unsigned order, Store&& store) {
+  if (order == 0) {
+    for (std::size_t i = 0; i < n; ++i) store(i, r[i]);
+    return;
+  }
+  std::uint64_t x = r[0];
+  store(0, x);
+  if (order == 1) {
+    for (std::size_t i = 1; i < n; ++i) store(i, x += r[i]);
+    return;
+  }
+  std::uint64_t delta = 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    delta = i == 1 ? r[1] : delta + r[i];
+    store(i, x += delta);
+  }
+}
+
+void put_u64(std::vector<std::byte>& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::byte>(v >> (8 * i)));
+}
+
+void encode_columnar(std::span<const Point> points, std::vector<std::byte>& out) {
+  const std::size_t n = points.size();
+  const std::size_t tag_at = out.size();
+  out.push_back(std::byte{0});
+
+  std::vector<std::uint64_t> x(n);
+  std::vector<std::uint64_t> r;
+  for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<std::uint64_t>(points[i].ts);
+  residuals(x, 2, r);
+  codec::encode_int_column(r, codec::plan_int_column(r), out);
+
+  const std::uint64_t first = bits(points[0].value);
+  bool constant = true;
+  for (const Point& p : points) constant = constant && bits(p.value) == first;
+  if (constant) {
+    out[tag_at] = static_cast<std::byte>(ValueEncoding::kConstant);
+    put_u64(out, first);
+    return;
+  }
+
+  ValueEncoding best = ValueEncoding::kRaw;
+  std::size_t best_bytes = 8 * n;
+  std::vector<std::byte> decimal;
+  unsigned exponent = 0;
+  if (find_decimals(points, exponent, x)) {
+    codec::IntColumnPlan plan;
+    unsigned order = 0;
+    std::vector<std::uint64_t> candidate;
+    for (unsigned k = 0; k <= kMaxOrder; ++k) {
+      residuals(x, k, candidate);
+      const codec::IntColumnPlan p = codec::plan_int_column(candidate);
+      if (k == 0 || p.bytes < plan.bytes) {
+        plan = p;
+        order = k;
+        r.swap(candidate);
+      }
     }
-    const unsigned rest = n - room;  // bits that go into the next word
-    word_ |= rest == 0 ? value : value >> rest;
-    emit(8);
-    word_ = rest == 0 ? 0 : value << (64 - rest);
-    used_ = rest;
-  }
-
-  void finish() {
-    emit((used_ + 7) / 8);
-    used_ = 0;
-  }
-
- private:
-  void emit(unsigned bytes) {
-    for (unsigned i = 0; i < bytes; ++i) out_.push_back(static_cast<std::byte>(word_ >> (56 - 8 * i)));
-    word_ = 0;
-  }
-
-  std::vector<std::byte>& out_;
-  std::uint64_t word_ = 0;
-  unsigned used_ = 0;
-};
-
-class BitReader {
- public:
-  explicit BitReader(std::span<const std::byte> bytes)
-      : data_(bytes.data()), size_(bytes.size()), bits_(bytes.size() * 8) {}
-
-  // Reads `n` bits, 1 <= n <= 64: one 8-byte big-endian load, plus one byte when the bits
-  // straddle it.
-  std::uint64_t get(unsigned n) {
-    if (n > bits_ - pos_) throw CodecError("block ends in the middle of a point");
-    const std::size_t byte = pos_ >> 3;
-    const unsigned offset = static_cast<unsigned>(pos_ & 7);
-    const std::uint64_t window = load(byte) << offset;  // the top 64 - offset bits are ours
-    std::uint64_t result = window >> (64 - n);
-    if (n > 64 - offset) {
-      const unsigned extra = n - (64 - offset);  // 1..7 bits from the ninth byte, which exists
-      result |= static_cast<std::uint64_t>(data_[byte + 8]) >> (8 - extra);
+    decimal.push_back(static_cast<std::byte>(exponent));
+    decimal.push_back(static_cast<std::byte>(order));
+    codec::encode_int_column(r, plan, decimal);
+    if (decimal.size() < best_bytes) {
+      best = ValueEncoding::kDecimal;
+      best_bytes = decimal.size();
     }
-    pos_ += n;
-    return result;
+  }
+  std::vector<std::byte> xor_stream;
+  if (gorilla::values_size_lower_bound(points) < best_bytes) {
+    gorilla::encode_values(points, xor_stream);
+    if (xor_stream.size() < best_bytes) best = ValueEncoding::kXor;
   }
 
-  bool bit() {
-    if (pos_ >= bits_) throw CodecError("block ends in the middle of a point");
-    const auto b = static_cast<unsigned>(data_[pos_ >> 3]);
-    const bool set = ((b >> (7 - (pos_ & 7))) & 1) != 0;
-    ++pos_;
-    return set;
+  out[tag_at] = static_cast<std::byte>(best);
+  switch (best) {
+    case ValueEncoding::kDecimal:
+      out.insert(out.end(), decimal.begin(), decimal.end());
+      break;
+    case ValueEncoding::kXor:
+      out.insert(out.end(), xor_stream.begin(), xor_stream.end());
+      break;
+    default:
+      for (const Point& p : points) put_u64(out, bits(p.value));
+      break;
+  }
+}
+
+// Decodes a format-2 block into points[0..n), which the caller sized.
+BlockLayout decode_columnar(std::span<const std::byte> bytes, std::span<Point> points) {
+  const std::size_t n = points.size();
+  std::uint64_t stack[kStackValues];
+  std::vector<std::uint64_t> heap;
+  std::uint64_t* r = stack;
+  if (n > kStackValues) {
+    heap.resize(n);
+    r = heap.data();
   }
 
-  // Counts leading '1' bits up to `max`, consuming them and the terminating '0' (if < max).
-  unsigned ones(unsigned max) {
-    unsigned n = 0;
-    while (n < max && bit()) ++n;
-    return n;
-  }
+  BlockLayout layout;
+  ByteCursor c(bytes);
+  const std::uint8_t tag = c.u8();
+  if (tag > static_cast<std::uint8_t>(ValueEncoding::kRaw))
+    throw CodecError("unknown value encoding " + std::to_string(tag));
+  layout.values = static_cast<ValueEncoding>(tag);
 
- private:
-  std::uint64_t load(std::size_t byte) const noexcept {
-    std::uint64_t w = 0;
-    if (byte + 8 <= size_) {
-      std::memcpy(&w, data_ + byte, 8);
-      return __builtin_bswap64(w);
+  const std::size_t ts_bytes = codec::decode_int_column(c.rest(), n, r);
+  c.skip(ts_bytes);
+  layout.ts_bytes = ts_bytes;
+  integrate(r, n, 2, [&](std::size_t i, std::uint64_t t) { points[i].ts = static_cast<Timestamp>(t); });
+
+  switch (layout.values) {
+    case ValueEncoding::kConstant: {
+      const double v = std::bit_cast<double>(c.u64());
+      for (Point& p : points) p.value = v;
+      break;
     }
-    for (std::size_t i = 0; i < 8; ++i)
-      w = (w << 8) | (byte + i < size_ ? static_cast<std::uint64_t>(data_[byte + i]) : 0);
-    return w;
+    case ValueEncoding::kDecimal: {
+      layout.exponent = c.u8();
+      layout.order = c.u8();
+      if (layout.exponent > kMaxExponent) throw CodecError("decimal exponent out of range");
+      if (layout.order > kMaxOrder) throw CodecError("decimal order out of range");
+      c.skip(codec::decode_int_column(c.rest(), n, r));
+      const double scale = kPow10[layout.exponent];
+      integrate(r, n, layout.order, [&](std::size_t i, std::uint64_t m) {
+        points[i].value = static_cast<double>(static_cast<std::int64_t>(m)) / scale;
+      });
+      break;
+    }
+    case ValueEncoding::kXor:
+      c.skip(gorilla::decode_values(c.rest(), points));
+      break;
+    case ValueEncoding::kRaw: {
+      if (n > c.rest().size() / 8) throw CodecError("block ends early");
+      const std::byte* raw = c.take(8 * n);
+      for (std::size_t i = 0; i < n; ++i)
+        points[i].value = std::bit_cast<double>(codec::load_le64(raw + 8 * i));
+      break;
+    }
   }
-
-  const std::byte* data_;
-  std::size_t size_;
-  std::size_t bits_;
-  std::size_t pos_ = 0;
-};
-
-struct TsBucket {
-  unsigned prefix_bits;  // number of bits of the prefix
-  std::uint64_t prefix;  // the prefix, low bits
-  unsigned payload_bits;
-};
-constexpr TsBucket kTsBuckets[] = {
-    {2, 0b10, 7}, {3, 0b110, 12}, {4, 0b1110, 20}, {5, 0b11110, 32}, {5, 0b11111, 64},
-};
+  if (!c.done()) throw CodecError("bytes left over after the values");
+  layout.value_bytes = bytes.size() - ts_bytes;
+  return layout;
+}
 
 }  // namespace
 
-void encode_points(std::span<const Point> points, std::vector<std::byte>& out) {
+void encode_points(BlockFormat format, std::span<const Point> points, std::vector<std::byte>& out) {
   if (points.empty()) return;
-  BitWriter w(out);
-  w.put(static_cast<std::uint64_t>(points[0].ts), 64);
-  std::uint64_t prev_value = value_bits(points[0].value);
-  w.put(prev_value, 64);
-
-  std::uint64_t prev_ts = static_cast<std::uint64_t>(points[0].ts);
-  std::uint64_t prev_delta = 0;
-  unsigned window_leading = 65;  // no window yet
-  unsigned window_trailing = 0;
-  for (std::size_t i = 1; i < points.size(); ++i) {
-    const auto ts = static_cast<std::uint64_t>(points[i].ts);
-    const std::uint64_t delta = ts - prev_ts;
-    const std::uint64_t z = zigzag(delta - prev_delta);
-    prev_ts = ts;
-    prev_delta = delta;
-    if (z == 0) {
-      w.put(0, 1);
-    } else {
-      for (const TsBucket& b : kTsBuckets) {
-        if (b.payload_bits == 64 || z < (std::uint64_t{1} << b.payload_bits)) {
-          w.put(b.prefix, b.prefix_bits);
-          w.put(z, b.payload_bits);
-          break;
-        }
-      }
-    }
-
-    const std::uint64_t value = value_bits(points[i].value);
-    const std::uint64_t x = value ^ prev_value;
-    prev_value = value;
-    if (x == 0) {
-      w.put(0, 1);
-      continue;
-    }
-    const auto leading = static_cast<unsigned>(std::countl_zero(x));
-    const auto trailing = static_cast<unsigned>(std::countr_zero(x));
-    if (window_leading <= 64 && leading >= window_leading && trailing >= window_trailing) {
-      w.put(0b10, 2);
-      w.put(x >> window_trailing, 64 - window_leading - window_trailing);
-    } else {
-      const unsigned length = 64 - leading - trailing;
-      w.put(0b11, 2);
-      w.put(leading, 6);
-      w.put(length - 1, 6);
-      w.put(x >> trailing, length);
-      window_leading = leading;
-      window_trailing = trailing;
-    }
+  if (format == BlockFormat::kGorilla) {
+    gorilla::encode_points(points, out);
+  } else {
+    encode_columnar(points, out);
   }
-  w.finish();
 }
 
-void decode_points(std::span<const std::byte> bytes, std::size_t count, std::vector<Point>& out) {
+void decode_points(BlockFormat format, std::span<const std::byte> bytes, std::size_t count,
+                   std::vector<Point>& out) {
   if (count == 0) return;
-  BitReader r(bytes);
-  std::uint64_t ts = r.get(64);
-  std::uint64_t value = r.get(64);
-  out.push_back({static_cast<Timestamp>(ts), std::bit_cast<double>(value)});
-
-  std::uint64_t delta = 0;
-  unsigned window_leading = 65;
-  unsigned window_trailing = 0;
-  for (std::size_t i = 1; i < count; ++i) {
-    const unsigned ones = r.ones(5);
-    std::uint64_t z = 0;
-    if (ones > 0) {
-      const unsigned payload_bits = kTsBuckets[ones - 1].payload_bits;
-      z = r.get(payload_bits);
+  const std::size_t start = out.size();
+  try {
+    if (format == BlockFormat::kGorilla) {
+      gorilla::decode_points(bytes, count, out);
+    } else {
+      out.resize(start + count);
+      decode_columnar(bytes, std::span<Point>(out).subspan(start));
     }
-    delta += unzigzag(z);
-    ts += delta;
-
-    if (r.bit()) {
-      std::uint64_t x;
-      if (!r.bit()) {
-        if (window_leading > 64) throw CodecError("value refers to a window before one was set");
-        x = r.get(64 - window_leading - window_trailing) << window_trailing;
-      } else {
-        const auto leading = static_cast<unsigned>(r.get(6));
-        const unsigned length = static_cast<unsigned>(r.get(6)) + 1;
-        if (leading + length > 64) throw CodecError("value window wider than 64 bits");
-        const unsigned trailing = 64 - leading - length;
-        x = r.get(length) << trailing;
-        window_leading = leading;
-        window_trailing = trailing;
-      }
-      value ^= x;
-    }
-    out.push_back({static_cast<Timestamp>(ts), std::bit_cast<double>(value)});
+  } catch (...) {
+    out.resize(start);
+    throw;
   }
+}
+
+const char* value_encoding_name(ValueEncoding e) noexcept {
+  switch (e) {
+    case ValueEncoding::kConstant:
+      return "constant";
+    case ValueEncoding::kDecimal:
+      return "decimal";
+    case ValueEncoding::kXor:
+      return "xor";
+    case ValueEncoding::kRaw:
+      return "raw";
+  }
+  return "unknown";
+}
+
+BlockLayout inspect_block(std::span<const std::byte> bytes, std::size_t count) {
+  std::vector<Point> points(count);
+  return decode_columnar(bytes, points);
 }
 
 }  // namespace sydra::storage

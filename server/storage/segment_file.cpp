@@ -16,7 +16,6 @@ namespace {
 
 constexpr char kMagic[8] = {'S', 'Y', 'D', 'R', 'A', 'S', 'E', 'G'};
 constexpr char kEndMagic[8] = {'S', 'Y', 'D', 'R', 'A', 'E', 'N', 'D'};
-constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kBlockRefBytes = 36;
 constexpr std::size_t kWriteChunk = 1 << 20;
 
@@ -71,13 +70,16 @@ Index parse(std::span<const std::byte> bytes, const std::string& name) {
   if (bytes.size() < kHeaderBytes + kFooterBytes)
     corrupt(name, "file too short (" + std::to_string(bytes.size()) + " bytes)");
   if (std::memcmp(bytes.data(), kMagic, 8) != 0) corrupt(name, "bad magic (not a sydradb segment)");
-  if (io::get_u32(bytes.data() + 8) != kVersion)
-    corrupt(name, "unsupported version " + std::to_string(io::get_u32(bytes.data() + 8)));
+  const std::uint32_t version = io::get_u32(bytes.data() + 8);
+  if (version < kOldestVersion || version > kNewestVersion)
+    corrupt(name, "unsupported version " + std::to_string(version) + " (this build reads versions " +
+                      std::to_string(kOldestVersion) + " to " + std::to_string(kNewestVersion) + ")");
   const std::byte* footer = bytes.data() + bytes.size() - kFooterBytes;
   if (std::memcmp(footer + 56, kEndMagic, 8) != 0) corrupt(name, "bad footer magic (file incomplete?)");
   if (crc32c(footer, 48) != io::get_u32(footer + 48)) corrupt(name, "footer CRC mismatch");
 
   Index index;
+  index.format = static_cast<BlockFormat>(version);
   const std::uint64_t index_offset = io::get_u64(footer);
   const std::uint64_t index_bytes = io::get_u64(footer + 8);
   index.points = io::get_u64(footer + 16);
@@ -117,7 +119,8 @@ Index parse(std::span<const std::byte> bytes, const std::string& name) {
       r.crc = c.u32();
       if (r.min_ts > r.max_ts) corrupt(name, "block with min_ts > max_ts");
       if (b > 0 && r.min_ts <= index.blocks.back().max_ts) corrupt(name, "blocks of a series overlap");
-      if (r.points == 0 || r.points > kBlockPoints) corrupt(name, "block point count out of range");
+      if (r.points == 0 || r.points > max_block_points(index.format))
+        corrupt(name, "block point count out of range");
       if (r.offset < kHeaderBytes || r.offset > index_offset || r.bytes > index_offset - r.offset)
         corrupt(name, "block outside the data area");
       points += r.points;
@@ -130,13 +133,13 @@ Index parse(std::span<const std::byte> bytes, const std::string& name) {
   return index;
 }
 
-void decode_block(std::span<const std::byte> file, const BlockRef& b, const std::string& name,
-                  std::vector<Point>& out) {
+void decode_block(std::span<const std::byte> file, BlockFormat format, const BlockRef& b,
+                  const std::string& name, std::vector<Point>& out) {
   const auto bytes = file.subspan(b.offset, b.bytes);
   if (crc32c(bytes.data(), bytes.size()) != b.crc)
     corrupt(name, "block at offset " + std::to_string(b.offset) + ": CRC mismatch");
   try {
-    decode_points(bytes, b.points, out);
+    decode_points(format, bytes, b.points, out);
   } catch (const CodecError& e) {
     corrupt(name, "block at offset " + std::to_string(b.offset) + ": " + e.what());
   }
@@ -182,21 +185,21 @@ void File::read(const SeriesRef& s, Timestamp start, Timestamp end, std::vector<
   std::vector<Point> scratch;
   for (; b != last && b->min_ts <= end; ++b) {
     if (b->min_ts >= start && b->max_ts <= end) {
-      decode_block(bytes(), *b, path_, out);
+      decode_block(bytes(), index_.format, *b, path_, out);
       continue;
     }
     scratch.clear();
-    decode_block(bytes(), *b, path_, scratch);
+    decode_block(bytes(), index_.format, *b, path_, scratch);
     for (const Point& p : scratch)
       if (p.ts >= start && p.ts <= end) out.push_back(p);
   }
 }
 
-Writer::Writer(const std::string& dir, std::uint64_t number)
-    : dir_(dir), path_(dir + "/" + file_name(number)), tmp_path_(path_ + ".tmp") {
+Writer::Writer(const std::string& dir, std::uint64_t number, BlockFormat format)
+    : dir_(dir), path_(dir + "/" + file_name(number)), tmp_path_(path_ + ".tmp"), format_(format) {
   fd_ = io::open_file(tmp_path_, O_WRONLY | O_CREAT | O_TRUNC);
   for (char ch : kMagic) out_.push_back(static_cast<std::byte>(ch));
-  io::put_u32(out_, kVersion);
+  io::put_u32(out_, static_cast<std::uint32_t>(format_));
   io::put_u32(out_, 0);
   offset_ = out_.size();
 }
@@ -228,13 +231,13 @@ void Writer::add_series(SeriesId id, std::string_view key, std::span<const Point
   io::put_u64(index_, id);
   io::put_u32(index_, static_cast<std::uint32_t>(key.size()));
   for (char ch : key) index_.push_back(static_cast<std::byte>(ch));
-  const std::size_t blocks = (points.size() + kBlockPoints - 1) / kBlockPoints;
+  const std::size_t per_block = max_block_points(format_);
+  const std::size_t blocks = (points.size() + per_block - 1) / per_block;
   io::put_u32(index_, static_cast<std::uint32_t>(blocks));
   for (std::size_t b = 0; b < blocks; ++b) {
-    const auto chunk =
-        points.subspan(b * kBlockPoints, std::min(kBlockPoints, points.size() - b * kBlockPoints));
+    const auto chunk = points.subspan(b * per_block, std::min(per_block, points.size() - b * per_block));
     scratch_.clear();
-    encode_points(chunk, scratch_);
+    encode_points(format_, chunk, scratch_);
     put_i64(index_, chunk.front().ts);
     put_i64(index_, chunk.back().ts);
     io::put_u64(index_, offset_);

@@ -1,9 +1,10 @@
 // The segment file format and its reader/writer, private to the segment store (and its
-// tests and fuzzer).
+// tests, fuzzers and benchmarks).
 //
 //   file    = header block* index footer
-//   header  = "SYDRASEG" | u32 version (1) | u32 reserved                           16 bytes
-//   block   = up to kBlockPoints points of one series, Gorilla-encoded (codec.hpp)
+//   header  = "SYDRASEG" | u32 version | u32 reserved                               16 bytes
+//   block   = up to max_block_points(version) points of one series, encoded as the
+//             version says (codec.hpp): version 1 Gorilla, version 2 columnar (written today)
 //   index   = per series, ascending id:
 //               u64 id | u32 key length | key | u32 block count |
 //               per block, ascending ts: i64 min_ts | i64 max_ts | u64 offset | u32 bytes |
@@ -11,8 +12,9 @@
 //   footer  = u64 index offset | u64 index bytes | u64 points | u32 series | u32 crc32c(index)
 //             | i64 min_ts | i64 max_ts | u32 crc32c(the 48 bytes before) | u32 reserved
 //             | "SYDRAEND"                                                           64 bytes
-// All integers little-endian. The header, footer and index are checked when a segment is
-// opened; a block's CRC when it is decoded.
+// Versions 1 and 2 differ only in the block encoding; both are read. All integers
+// little-endian. The header, footer and index are checked when a segment is opened; a
+// block's CRC when it is decoded.
 #pragma once
 
 #include <cstdint>
@@ -22,14 +24,26 @@
 #include <string_view>
 #include <vector>
 
+#include "server/storage/codec.hpp"
 #include "server/storage/file_io.hpp"
 #include "server/storage/segment_store.hpp"
 
 namespace sydra::storage::segment {
 
-inline constexpr std::size_t kBlockPoints = 1024;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kFooterBytes = 64;
+// The versions read; new segments get kNewestBlockFormat's.
+inline constexpr std::uint32_t kOldestVersion = 1;
+inline constexpr std::uint32_t kNewestVersion = static_cast<std::uint32_t>(kNewestBlockFormat);
+
+// The most points a block holds: what the writer cuts a series into and the parser accepts.
+// Version 2 blocks are longer, to spread what each block costs whatever its length (an
+// index entry of 36 bytes, the first timestamp and the interval, the column heads: about
+// 60 bytes) over more points; a query that needs part of a block decodes all of it, still
+// a few microseconds.
+constexpr std::size_t max_block_points(BlockFormat format) noexcept {
+  return format == BlockFormat::kGorilla ? 1024 : 4096;
+}
 
 struct BlockRef {
   Timestamp min_ts;
@@ -49,7 +63,8 @@ struct SeriesRef {
 
 // A parsed index over a file's bytes (which must outlive it).
 struct Index {
-  std::vector<SeriesRef> series;  // ascending id
+  BlockFormat format = kNewestBlockFormat;  // the header's version
+  std::vector<SeriesRef> series;            // ascending id
   std::vector<BlockRef> blocks;
   std::uint64_t points = 0;
   Timestamp min_ts = 0;
@@ -60,10 +75,10 @@ struct Index {
 // `name` and the problem. Never reads outside `bytes`.
 Index parse(std::span<const std::byte> bytes, const std::string& name);
 
-// Appends the points of block `b` to `out` after checking its CRC (SegmentCorruption when
-// it fails or the block does not decode).
-void decode_block(std::span<const std::byte> file, const BlockRef& b, const std::string& name,
-                  std::vector<Point>& out);
+// Appends the points of block `b` of a file in `format` to `out` after checking its CRC
+// (SegmentCorruption when it fails or the block does not decode).
+void decode_block(std::span<const std::byte> file, BlockFormat format, const BlockRef& b,
+                  const std::string& name, std::vector<Point>& out);
 
 // An open, memory-mapped segment. Shared by every version that lists it; the mapping lives
 // until the last reference goes, so a reader keeps working after compaction unlinks the file.
@@ -92,10 +107,11 @@ class File {
 };
 
 // Streams a new segment into <dir>/seg-<number>.sdb.tmp; finish() completes, fsyncs and
-// renames it. Dropped unfinished, it removes the temporary file.
+// renames it. Dropped unfinished, it removes the temporary file. `format` is the newest but
+// in tests, which write older versions to check that they stay readable.
 class Writer {
  public:
-  Writer(const std::string& dir, std::uint64_t number);
+  Writer(const std::string& dir, std::uint64_t number, BlockFormat format = kNewestBlockFormat);
   ~Writer();
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -111,6 +127,7 @@ class Writer {
   std::string dir_;
   std::string path_;
   std::string tmp_path_;
+  BlockFormat format_;
   io::Fd fd_;
   std::vector<std::byte> out_;    // not yet written
   std::vector<std::byte> index_;  // the index, written at finish()

@@ -275,7 +275,10 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
   std::size_t first = 0;
   std::size_t count = 0;
   if (force) {
-    count = segs.size() >= 2 ? segs.size() : 0;
+    // All of them; a lone segment only when it is in an older format (then this rewrites
+    // it in the newest).
+    count = segs.size();
+    if (count == 1 && segs[0]->index().format == kNewestBlockFormat) count = 0;
   } else {
     min_inputs = std::max<std::size_t>(min_inputs, 2);
     for (std::size_t i = 0; i < segs.size();) {
@@ -289,7 +292,7 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
       i = j == i ? i + 1 : j;
     }
   }
-  if (count < 2) return false;
+  if (count == 0) return false;
   const std::span<const std::shared_ptr<segment::File>> inputs(segs.data() + first, count);
 
   const std::uint64_t number = cur->next_number;
@@ -320,7 +323,7 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
       ++sources;
       const segment::BlockRef* b = inputs[k]->index().blocks.data() + ref.first_block;
       for (std::uint32_t i = 0; i < ref.block_count; ++i)
-        segment::decode_block(inputs[k]->bytes(), b[i], inputs[k]->path(), points);
+        segment::decode_block(inputs[k]->bytes(), inputs[k]->index().format, b[i], inputs[k]->path(), points);
     }
     if (sources > 1) {
       // Stable: for equal ts the newer segment's point comes later and is the one kept.
@@ -358,8 +361,13 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
   impl_->commit(std::move(next));
   for (const auto& s : inputs) unlink_quietly(s->path());
   impl_->compactions.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("segments: compacted {} segments ({} bytes) into {} ({} bytes)", count, input_bytes,
-               segment::file_name(number), output_bytes);
+  if (count == 1) {
+    spdlog::info("segments: rewrote {} ({} bytes) in the newest format as {} ({} bytes)", inputs[0]->path(),
+                 input_bytes, segment::file_name(number), output_bytes);
+  } else {
+    spdlog::info("segments: compacted {} segments ({} bytes) into {} ({} bytes)", count, input_bytes,
+                 segment::file_name(number), output_bytes);
+  }
   return true;
 }
 

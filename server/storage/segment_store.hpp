@@ -1,8 +1,9 @@
 // Immutable segment files and the manifest that lists them, under <data_dir>/segments.
 //
 // A segment holds many series, each as blocks of points sorted by ts (no duplicate ts
-// within a series): delta-of-delta timestamps and XOR-compressed values (Gorilla), with a
-// per-series index (id, canonical key, min/max ts, offset) and a CRC32C-checked footer.
+// within a series), encoded per block (codec.hpp: delta-of-delta timestamps; values as
+// scaled decimals, XOR or raw, whichever is smallest), with a per-series index (id,
+// canonical key, min/max ts, offset) and a CRC32C-checked footer.
 // Written to <name>.tmp, fsynced, renamed, directory fsynced. The MANIFEST (segment list,
 // flushed lsn, next segment number) is replaced the same way, so a crash at any moment
 // leaves the old or the new manifest, never a mix; files not in the manifest are removed
@@ -90,7 +91,9 @@ class SegmentStore {
 
   // Merges segments smaller than small_bytes (at least min_inputs of them, oldest first)
   // into one, equal timestamps resolved newest-segment-wins; returns true when it merged.
-  // `force` merges all segments whatever their size when there are two or more.
+  // `force` merges all segments whatever their size when there are two or more, and
+  // rewrites a lone segment written in an older format. The output is always in the
+  // newest format.
   bool compact(std::uint64_t small_bytes = 4u << 20, std::size_t min_inputs = 4, bool force = false);
 
   std::vector<SegmentInfo> segments() const;

@@ -45,7 +45,7 @@ void fuzz_segment(std::span<const std::byte> bytes) {
     for (const segment::BlockRef& b : index.blocks) {
       points.clear();
       try {
-        segment::decode_block(bytes, b, "fuzz", points);
+        segment::decode_block(bytes, index.format, b, "fuzz", points);
       } catch (const SegmentCorruption&) {
         continue;
       }

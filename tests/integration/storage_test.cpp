@@ -446,6 +446,50 @@ TEST_SUITE("integration") {
     CHECK_MESSAGE(contains(r.err, "offset 16"), r.err);
   }
 
+  TEST_CASE("storage: version-1 segments of an older sydradb are served, and sydradb compact upgrades them") {
+    // tests/storage/fixtures/segments-v1: written by sydradb e94e071 (see
+    // tests/storage/segment_file_test.cpp): fixture.gauge{host="a"}, 1500 points.
+    TempDir data;
+    const std::filesystem::path fixture =
+        std::filesystem::path(SYDRA_SOURCE_DIR) / "tests/storage/fixtures/segments-v1";
+    std::filesystem::create_directories(std::filesystem::path(data.path()) / "segments");
+    for (const char* name : {"MANIFEST", "seg-00000000000000000001.sdb"})
+      std::filesystem::copy_file(fixture / name, std::filesystem::path(data.path()) / "segments" / name);
+    const auto opts = [&] {
+      return DaemonOptions().set({"data_dir=" + data.path()}).set({"compaction_interval_ms=0"});
+    };
+    const json request = {
+        {"series", "fixture.gauge"}, {"tags", {{"host", "a"}}}, {"start", 0}, {"end", INT64_MAX}};
+    const auto check_gauge = [&](std::uint16_t port) {
+      const json pts = range(port, request);
+      REQUIRE(pts.size() == 1500);
+      CHECK(pts[0]["ts"] == 1'700'000'000'000);
+      CHECK(pts[0]["value"] == -3.0);
+      CHECK(pts[1499]["ts"] == 1'700'000'000'000 + 1499 * 10'000LL);
+      CHECK(pts[1499]["value"] == 371.75);
+      const json special =
+          range(port, {{"series", "fixture.special"}, {"start", INT64_MIN}, {"end", INT64_MAX}});
+      REQUIRE(special.size() == 7);
+      CHECK(special[0]["ts"] == -5000);
+      CHECK(special[2]["value"] == 1e300);
+      CHECK(special[3]["value"] == 5e-324);  // a subnormal
+    };
+    {
+      Daemon d(opts());
+      check_gauge(d.port());
+    }
+    const RunResult r = run_sydradb({"compact", "--data-dir", data.path()});
+    CHECK_MESSAGE(r.status == exited_with(0), r.err);
+    CHECK_MESSAGE(contains(r.out, "rewrote 1 segment in the newest format"), r.out);
+    CHECK_FALSE(std::filesystem::exists(std::filesystem::path(data.path()) /
+                                        "segments/seg-00000000000000000001.sdb"));
+    const RunResult again = run_sydradb({"compact", "--data-dir", data.path()});
+    CHECK_MESSAGE(contains(again.out, "nothing to compact"), again.out);
+    Daemon d(opts());
+    CHECK(metric(d.port(), "sydradb_segments") == 1);
+    check_gauge(d.port());
+  }
+
   TEST_CASE("storage: sydradb compact merges a stopped daemon's segments into one") {
     TempDir data;
     const auto opts = [&] {

@@ -109,25 +109,27 @@ TEST_SUITE("unit") {
   TEST_CASE("segments: range edges are inclusive also at block boundaries") {
     TempDir dir;
     auto store = SegmentStore::open(dir.path());
-    const auto pts = series_points(0, 4999, 1, 0);  // blocks [0,1023], [1024,2047], ...
+    const Timestamp b = segment::max_block_points(kNewestBlockFormat);  // blocks [0, b-1], [b, 2b-1], ...
+    const Timestamp last = 4 * b + b / 2;
+    const auto pts = series_points(0, last, 1, 0);
     std::vector<Point> with_values;
     for (const Point& p : pts) with_values.push_back({p.ts, static_cast<double>(p.ts) * 0.5});
     add_one(*store, 1, "s", with_values);
     for (auto [start, end] : std::vector<std::pair<Timestamp, Timestamp>>{{0, 0},
-                                                                          {1023, 1024},
-                                                                          {1024, 1024},
-                                                                          {100, 2047},
-                                                                          {2048, 4999},
-                                                                          {4999, 4999},
+                                                                          {b - 1, b},
+                                                                          {b, b},
+                                                                          {100, 2 * b - 1},
+                                                                          {2 * b, last},
+                                                                          {last, last},
                                                                           {-10, 5},
-                                                                          {4990, 9000},
-                                                                          {5000, 6000},
+                                                                          {last - 9, last + 4000},
+                                                                          {last + 1, last + 1000},
                                                                           {-10, -1},
                                                                           {7, 6}}) {
       INFO(start << ".." << end);
       const auto got = read_all(*store, 1, start, end);
       const Timestamp lo = std::max<Timestamp>(start, 0);
-      const Timestamp hi = std::min<Timestamp>(end, 4999);
+      const Timestamp hi = std::min<Timestamp>(end, last);
       CHECK(got.size() == static_cast<std::size_t>(hi >= lo ? hi - lo + 1 : 0));
       if (!got.empty()) {
         CHECK(got.front().ts == lo);
@@ -320,11 +322,12 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("segments: corruption is reported naming the file at open or at read") {
+    constexpr Timestamp kBlock = segment::max_block_points(kNewestBlockFormat);
     TempDir dir;
     const std::string seg = dir.sub("seg-00000000000000000001.sdb");
     {
       auto store = SegmentStore::open(dir.path());
-      add_one(*store, 1, "s", series_points(0, 2999, 1, 1.0));
+      add_one(*store, 1, "s", series_points(0, 3 * kBlock - 1, 1, 1.0));
     }
     const auto good = io::read_file(seg);
     auto write = [&](const std::vector<std::byte>& bytes) {
@@ -350,11 +353,11 @@ TEST_SUITE("unit") {
     expect_corrupt_at_open(std::vector<std::byte>(good.begin(), good.begin() + 10));
 
     flipped = good;
-    flipped[40] ^= std::byte{1};  // in the first block: found when read
+    flipped[segment::kHeaderBytes + 4] ^= std::byte{1};  // in the first block: found when read
     write(flipped);
     auto store = SegmentStore::open(dir.path());
     CHECK_THROWS_AS(read_all(*store, 1, 0, 10), SegmentCorruption);
-    CHECK(read_all(*store, 1, 2048, 2999).size() == 952);  // other blocks still read
+    CHECK(read_all(*store, 1, 2 * kBlock, 3 * kBlock - 1).size() == static_cast<std::size_t>(kBlock));
   }
 
   TEST_CASE("segments: the parser rejects random bytes without crashing") {
