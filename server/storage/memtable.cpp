@@ -5,6 +5,8 @@
 #include <new>
 #include <thread>
 
+#include "server/storage/merge.hpp"
+
 namespace sydra::storage {
 
 namespace {
@@ -243,30 +245,13 @@ void Memtable::for_each_sorted(
     const Series* s = t->slots[i].load(std::memory_order_acquire);
     if (s == nullptr) continue;
     points.clear();
-    bool sorted_unique = true;
     for (const Chunk* c = s->head.load(std::memory_order_acquire); c != nullptr;
          c = c->next.load(std::memory_order_acquire)) {
       const std::uint32_t count = c->count.load(std::memory_order_acquire);
-      for (std::uint32_t j = 0; j < count; ++j) {
-        if (!points.empty() && points.back().ts >= c->points[j].ts) sorted_unique = false;
-        points.push_back(c->points[j]);
-      }
+      points.insert(points.end(), c->points, c->points + count);
     }
     if (points.empty()) continue;
-    if (!sorted_unique) {
-      // Stable: among equal timestamps, append order is kept, and the last one wins.
-      std::stable_sort(points.begin(), points.end(),
-                       [](const Point& a, const Point& b) { return a.ts < b.ts; });
-      std::size_t w = 0;
-      for (std::size_t r = 0; r < points.size(); ++r) {
-        if (w > 0 && points[w - 1].ts == points[r].ts) {
-          points[w - 1] = points[r];
-        } else {
-          points[w++] = points[r];
-        }
-      }
-      points.resize(w);
-    }
+    sort_last_wins(points);  // appends in order: the last append of a ts wins
     fn(s->id, s->key(), points);
   }
 }

@@ -32,6 +32,7 @@
 #include <system_error>
 
 #include "server/storage/file_io.hpp"
+#include "server/storage/merge.hpp"
 #include "server/storage/segment_file.hpp"
 
 namespace sydra::storage {
@@ -298,7 +299,6 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
   // Walk the union of series ids in ascending order (each input's index is sorted).
   std::vector<std::size_t> pos(count, 0);
   std::vector<Point> points;
-  std::vector<Point> merged;
   for (;;) {
     SeriesId id = 0;
     bool any = false;
@@ -323,21 +323,9 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
       for (std::uint32_t i = 0; i < ref.block_count; ++i)
         segment::decode_block(inputs[k]->bytes(), b[i], inputs[k]->path(), points);
     }
-    if (sources > 1) {
-      // Stable: for equal ts the newer segment's point comes later and is the one kept.
-      std::stable_sort(points.begin(), points.end(),
-                       [](const Point& a, const Point& b) { return a.ts < b.ts; });
-      merged.clear();
-      for (const Point& p : points) {
-        if (!merged.empty() && merged.back().ts == p.ts)
-          merged.back() = p;
-        else
-          merged.push_back(p);
-      }
-      writer.add_series(id, key, merged);
-    } else {
-      writer.add_series(id, key, points);
-    }
+    // Oldest input first: for equal ts the newer segment's point comes later and wins.
+    if (sources > 1) sort_last_wins(points);
+    writer.add_series(id, key, points);
   }
   const std::string path = writer.finish();
 

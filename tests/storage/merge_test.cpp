@@ -1,0 +1,80 @@
+// The last-write-wins merge (server/storage/merge.hpp): sorted input untouched, repeats
+// resolved to the last, unsorted sources resolved by input order, against a reference
+// built with std::map.
+#include "server/storage/merge.hpp"
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <random>
+#include <vector>
+
+namespace sydra::storage {
+namespace {
+
+std::vector<Point> pts(std::initializer_list<std::pair<Timestamp, double>> list) {
+  std::vector<Point> out;
+  for (const auto& [ts, v] : list) out.push_back({ts, v});
+  return out;
+}
+
+bool same(const std::vector<Point>& a, const std::vector<Point>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i].ts != b[i].ts || a[i].value != b[i].value) return false;
+  return true;
+}
+
+TEST_SUITE("unit") {
+  TEST_CASE("sort_last_wins: increasing input is left as it is") {
+    auto p = pts({{1, 1}, {2, 2}, {5, 5}});
+    sort_last_wins(p);
+    CHECK(same(p, pts({{1, 1}, {2, 2}, {5, 5}})));
+    std::vector<Point> empty;
+    sort_last_wins(empty);
+    CHECK(empty.empty());
+  }
+
+  TEST_CASE("sort_last_wins: equal timestamps keep the last one, sorted or not") {
+    auto sorted_repeats = pts({{1, 1}, {1, 10}, {2, 2}, {2, 20}, {2, 200}, {3, 3}});
+    sort_last_wins(sorted_repeats);
+    CHECK(same(sorted_repeats, pts({{1, 10}, {2, 200}, {3, 3}})));
+
+    // A segment run (1..3), then a newer memtable run that overwrites 2 and adds 0.
+    auto sources = pts({{1, 1}, {2, 2}, {3, 3}, {2, 20}, {0, 0}});
+    sort_last_wins(sources);
+    CHECK(same(sources, pts({{0, 0}, {1, 1}, {2, 20}, {3, 3}})));
+
+    auto negative = pts({{5, 1}, {INT64_MIN, 2}, {INT64_MAX, 3}, {INT64_MIN, 4}});
+    sort_last_wins(negative);
+    CHECK(same(negative, pts({{INT64_MIN, 4}, {5, 1}, {INT64_MAX, 3}})));
+  }
+
+  TEST_CASE("sort_last_wins: random runs agree with a map that keeps the last write") {
+    std::mt19937 rng(7);
+    for (int round = 0; round < 200; ++round) {
+      std::vector<Point> input;
+      std::map<Timestamp, double> expected;
+      const int runs = 1 + static_cast<int>(rng() % 4);
+      for (int r = 0; r < runs; ++r) {
+        // Each run is sorted (a segment) or in append order (a memtable).
+        const bool sorted_run = rng() % 2 == 0;
+        Timestamp ts = static_cast<Timestamp>(rng() % 50);
+        const int n = static_cast<int>(rng() % 40);
+        for (int i = 0; i < n; ++i) {
+          ts = sorted_run ? ts + 1 + static_cast<Timestamp>(rng() % 3) : static_cast<Timestamp>(rng() % 100);
+          const double v = static_cast<double>(round * 1000 + r * 100 + i);
+          input.push_back({ts, v});
+          expected[ts] = v;
+        }
+      }
+      sort_last_wins(input);
+      std::vector<Point> want;
+      for (const auto& [ts, v] : expected) want.push_back({ts, v});
+      CHECK(same(input, want));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sydra::storage
