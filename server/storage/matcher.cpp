@@ -16,6 +16,10 @@ std::shared_ptr<const re2::RE2> compile(const std::string& value) {
   re2::RE2::Options options;
   options.set_log_errors(false);
   options.set_never_capture(true);
+  // The regex alone first: its errors then quote what the user wrote, and a value such as
+  // "a)|(b" cannot close the anchoring group below and escape it.
+  const re2::RE2 alone(value, options);
+  if (!alone.ok()) throw InvalidMatcher(alone.error());
   // Prometheus compiles "^(?s:" + re + ")$": anchored at both ends, `.` matches "\n".
   auto re = std::make_shared<const re2::RE2>("^(?s:" + value + ")$", options);
   if (!re->ok()) throw InvalidMatcher(re->error());

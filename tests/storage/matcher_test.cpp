@@ -97,8 +97,10 @@ TEST_SUITE("unit") {
       Matcher("host", MatchOp::regex, "(");
       FAIL("no throw");
     } catch (const InvalidMatcher& e) {
-      CHECK(std::string(e.what()).find("missing )") != std::string::npos);
+      CHECK(std::string(e.what()) == "missing ): (");
     }
+    // A value cannot close the anchoring group and match unanchored.
+    CHECK_THROWS_AS(Matcher("host", MatchOp::regex, "a)|(b"), InvalidMatcher);
     // Equality takes any string, regex metacharacters included.
     CHECK(Matcher("host", MatchOp::equal, "h1(").matches("h1("));
   }
