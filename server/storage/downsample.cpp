@@ -1,7 +1,9 @@
 // Downsampling and aggregation across series (see downsample.hpp).
 #include "server/storage/downsample.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 namespace sydra::storage {
@@ -60,45 +62,91 @@ Timestamp bucket_of(Timestamp ts, std::int64_t step) noexcept {
   return b < INT64_MIN ? INT64_MIN : static_cast<Timestamp>(b);
 }
 
-void downsample(std::span<const Point> sorted, std::int64_t step, Aggregation agg, std::vector<Point>& out) {
+namespace {
+
+// The reductions of one bucket's points [p, p + n), n > 0. min and max keep four independent
+// accumulators (no loop-carried dependency on one register, no branch on the data: std::max
+// of doubles is one maxsd that keeps the accumulator when the value is NaN). A bucket whose
+// result is still the start value (±inf) is looked at again: NaN when it holds nothing else.
+bool all_nan(const Point* p, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isnan(p[i].value)) return false;
+  return true;
+}
+
+template <class Pick>
+double bucket_extreme(const Point* p, std::size_t n, double start, Pick pick) noexcept {
+  double m0 = start, m1 = start, m2 = start, m3 = start;
   std::size_t i = 0;
-  while (i < sorted.size()) {
-    const __int128 start = bucket_start(sorted[i].ts, step);
-    const __int128 end = start + step;  // exclusive; compared without a division per point
+  for (; i + 4 <= n; i += 4) {
+    m0 = pick(m0, p[i].value);
+    m1 = pick(m1, p[i + 1].value);
+    m2 = pick(m2, p[i + 2].value);
+    m3 = pick(m3, p[i + 3].value);
+  }
+  for (; i < n; ++i) m0 = pick(m0, p[i].value);
+  const double m = pick(pick(m0, m1), pick(m2, m3));
+  return m == start && all_nan(p, n) ? std::numeric_limits<double>::quiet_NaN() : m;
+}
+
+double bucket_max(const Point* p, std::size_t n) noexcept {
+  return bucket_extreme(p, n, -std::numeric_limits<double>::infinity(),
+                        [](double a, double b) { return std::max(a, b); });
+}
+
+double bucket_min(const Point* p, std::size_t n) noexcept {
+  return bucket_extreme(p, n, std::numeric_limits<double>::infinity(),
+                        [](double a, double b) { return std::min(a, b); });
+}
+
+// In order, one addition after the other: the same sum whatever the bucket's length.
+double bucket_sum(const Point* p, std::size_t n) noexcept {
+  double sum = 0;
+  for (std::size_t i = 0; i < n; ++i) sum += p[i].value;
+  return sum;
+}
+
+}  // namespace
+
+void downsample(std::span<const Point> sorted, std::int64_t step, Aggregation agg, std::vector<Point>& out) {
+  const Point* const begin = sorted.data();
+  const Point* const end = begin + sorted.size();
+  for (const Point* p = begin; p != end;) {
+    const __int128 start = bucket_start(p->ts, step);
+    const __int128 last = start + step - 1;  // >= p->ts >= INT64_MIN
     const Timestamp bucket = start < INT64_MIN ? INT64_MIN : static_cast<Timestamp>(start);
-    double sum = 0, mn = sorted[i].value, mx = sorted[i].value, last = sorted[i].value;
-    std::uint64_t count = 0;
-    for (; i < sorted.size() && static_cast<__int128>(sorted[i].ts) < end; ++i) {
-      const double v = sorted[i].value;
-      sum += v;
-      mn = nan_min(mn, v);
-      mx = nan_max(mx, v);
-      last = v;
-      ++count;
+    // The bucket's points: [p, q). Sorted input: one binary search per bucket.
+    const Point* q = end;
+    if (last < INT64_MAX) {
+      const auto bound = static_cast<Timestamp>(last);
+      q = std::upper_bound(p, end, bound, [](Timestamp t, const Point& x) { return t < x.ts; });
+      if (q == p) q = p + 1;  // only for input that breaks the contract: never an empty bucket
     }
+    const auto n = static_cast<std::size_t>(q - p);
     double value = 0;
     switch (agg) {
       case Aggregation::avg:
-        value = sum / static_cast<double>(count);
+        value = bucket_sum(p, n) / static_cast<double>(n);
         break;
       case Aggregation::min:
-        value = mn;
+        value = bucket_min(p, n);
         break;
       case Aggregation::max:
-        value = mx;
+        value = bucket_max(p, n);
         break;
       case Aggregation::sum:
-        value = sum;
+        value = bucket_sum(p, n);
         break;
       case Aggregation::count:
-        value = static_cast<double>(count);
+        value = static_cast<double>(n);
         break;
       case Aggregation::last:
       case Aggregation::none:
-        value = last;
+        value = q[-1].value;
         break;
     }
     out.push_back({bucket, value});
+    p = q;
   }
 }
 

@@ -94,6 +94,7 @@ struct Engine::Impl {
   struct ReadScratch {
     std::vector<Point> active;
     std::vector<Point> flushing;
+    std::vector<std::size_t> run_ends;  // of the segments' runs in the output
   };
 
   // The points of `id` in [start, end] from every source, sorted by ts, one per ts (the
@@ -105,6 +106,7 @@ struct Engine::Impl {
     for (;;) {
       scratch.active.clear();
       scratch.flushing.clear();
+      scratch.run_ends.clear();
       out.clear();
       const std::uint64_t swaps_before = swaps.load();
       {
@@ -113,8 +115,12 @@ struct Engine::Impl {
         active.load()->read(id, start, end, scratch.active);
         if (const Memtable* f = flushing.load()) f->read(id, start, end, scratch.flushing);
       }
-      segments->read(id, start, end, out);
+      segments->read(id, start, end, out, &scratch.run_ends);
       if (swaps.load() == swaps_before) break;  // no generation was recycled under us
+    }
+    if (scratch.active.empty() && scratch.flushing.empty()) {
+      sort_runs_last_wins(out, scratch.run_ends);  // segments only: their runs are sorted
+      return;
     }
     out.insert(out.end(), scratch.flushing.begin(), scratch.flushing.end());
     out.insert(out.end(), scratch.active.begin(), scratch.active.end());

@@ -33,4 +33,14 @@ void sort_last_wins(std::vector<Point>& points) {
   points.resize(w);
 }
 
+void sort_runs_last_wins(std::vector<Point>& points, std::span<const std::size_t> run_ends) {
+  for (std::size_t k = 1; k < run_ends.size(); ++k) {
+    const std::size_t b = run_ends[k - 1];
+    if (b > 0 && b < points.size() && points[b].ts <= points[b - 1].ts) {
+      sort_last_wins(points);  // the runs overlap: the general case
+      return;
+    }
+  }
+}
+
 }  // namespace sydra::storage

@@ -227,12 +227,15 @@ SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_
   return info;
 }
 
-void SegmentStore::read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out) const {
+void SegmentStore::read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out,
+                        std::vector<std::size_t>* run_ends) const {
   if (start > end) return;
   const auto v = impl_->snapshot();
   for (const auto& seg : v->segments) {
     if (seg->info().max_ts < start || seg->info().min_ts > end) continue;
+    const std::size_t before = out.size();
     if (const segment::SeriesRef* s = seg->find(id)) seg->read(*s, start, end, out);
+    if (run_ends != nullptr && out.size() > before) run_ends->push_back(out.size());
   }
 }
 

@@ -73,8 +73,11 @@ class SegmentStore {
 
   // Appends the points of `id` in [start, end] from every segment, oldest segment first and
   // within a segment in ts order. The caller sorts and resolves equal timestamps (a later
-  // segment wins over an earlier one: stable sort, keep the last).
-  void read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out) const;
+  // segment wins over an earlier one: sort_last_wins). Each segment's points are one
+  // strictly increasing run; with `run_ends`, the end (in `out`) of every non-empty run is
+  // appended to it, so that the caller may check only where runs meet.
+  void read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out,
+            std::vector<std::size_t>* run_ends = nullptr) const;
 
   // Every series in any segment: id and canonical key (each id once).
   void for_each_series(const std::function<void(SeriesId, std::string_view key)>& fn) const;

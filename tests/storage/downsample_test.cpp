@@ -31,6 +31,8 @@ void check_points(const std::vector<Point>& got, const std::vector<Point>& want)
     CHECK(got[i].ts == want[i].ts);
     if (std::isnan(want[i].value)) {
       CHECK(std::isnan(got[i].value));
+    } else if (std::isinf(want[i].value)) {
+      CHECK(got[i].value == want[i].value);
     } else {
       CHECK(got[i].value == doctest::Approx(want[i].value));
     }
@@ -84,6 +86,12 @@ TEST_SUITE("unit") {
     check_points(down(in, 10, Aggregation::min), pts({{0, 1}, {10, nan}}));
     CHECK(std::isnan(down(in, 10, Aggregation::sum)[0].value));
     CHECK(down(in, 10, Aggregation::count)[0].value == 4);
+    // Infinities are values like any other; a bucket of only -inf and NaN has max -inf.
+    const double inf = std::numeric_limits<double>::infinity();
+    const auto infs = pts({{0, -inf}, {1, nan}, {2, -inf}, {3, nan}, {4, nan}, {5, -inf}});
+    check_points(down(infs, 10, Aggregation::max), pts({{0, -inf}}));
+    check_points(down(infs, 10, Aggregation::min), pts({{0, -inf}}));
+    check_points(down(pts({{0, inf}, {1, nan}}), 10, Aggregation::min), pts({{0, inf}}));
   }
 
   TEST_CASE("StepCombiner: sum, avg, min, max, count across series with different buckets") {

@@ -1,6 +1,6 @@
 // The last-write-wins merge (server/storage/merge.hpp): sorted input untouched, repeats
 // resolved to the last, unsorted sources resolved by input order, against a reference
-// built with std::map.
+// built with std::map; sorted runs checked at their boundaries only.
 #include "server/storage/merge.hpp"
 
 #include <doctest/doctest.h>
@@ -48,6 +48,28 @@ TEST_SUITE("unit") {
     auto negative = pts({{5, 1}, {INT64_MIN, 2}, {INT64_MAX, 3}, {INT64_MIN, 4}});
     sort_last_wins(negative);
     CHECK(same(negative, pts({{INT64_MIN, 4}, {5, 1}, {INT64_MAX, 3}})));
+  }
+
+  TEST_CASE("sort_runs_last_wins: runs in time order are left alone, overlapping runs are merged") {
+    auto in_order = pts({{1, 1}, {2, 2}, {5, 5}, {6, 6}, {9, 9}});
+    const std::size_t ends[] = {2, 4, 5};
+    sort_runs_last_wins(in_order, ends);
+    CHECK(same(in_order, pts({{1, 1}, {2, 2}, {5, 5}, {6, 6}, {9, 9}})));
+
+    // An older segment 1..5 and a newer one that rewrote 3 and 4: the newer values win.
+    auto overlapping = pts({{1, 1}, {3, 3}, {5, 5}, {3, 30}, {4, 40}});
+    const std::size_t ends2[] = {3, 5};
+    sort_runs_last_wins(overlapping, ends2);
+    CHECK(same(overlapping, pts({{1, 1}, {3, 30}, {4, 40}, {5, 5}})));
+
+    // Touching at one timestamp is an overlap too.
+    auto touching = pts({{1, 1}, {2, 2}, {2, 20}, {3, 3}});
+    const std::size_t ends3[] = {2, 4};
+    sort_runs_last_wins(touching, ends3);
+    CHECK(same(touching, pts({{1, 1}, {2, 20}, {3, 3}})));
+    std::vector<Point> none;
+    sort_runs_last_wins(none, {});
+    CHECK(none.empty());
   }
 
   TEST_CASE("sort_last_wins: random runs agree with a map that keeps the last write") {
