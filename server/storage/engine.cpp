@@ -1,5 +1,6 @@
 #include "server/storage/engine.hpp"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -28,6 +29,23 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Gives the C heap's free pages back to the OS when much of it is free. Buffers larger than
+// the allocator's small classes (request bodies, query answers, a segment's encoding) come
+// from glibc, which keeps what is freed in its arenas — the per-thread ones above all —
+// until told otherwise: the daemon's RSS stayed near its peak after the memtable was
+// flushed. malloc_trim takes each arena's lock while it walks it (milliseconds on a busy
+// heap), so it runs only past kTrimAboveBytes of free heap, on the background thread, at
+// most once per flush period.
+void release_free_heap() {
+#if defined(__GLIBC__)
+  constexpr std::size_t kTrimAboveBytes = std::size_t{8} << 20;
+  if (::mallinfo2().fordblks < kTrimAboveBytes) return;
+  const auto start = Clock::now();
+  ::malloc_trim(0);
+  spdlog::debug("malloc_trim: {:.3f} ms", seconds_since(start) * 1e3);
+#endif
 }
 
 Timestamp system_now_ms() {
@@ -129,27 +147,18 @@ struct Engine::Impl {
 
   SelectResult select(const SelectQuery& q) const;
 
-  // Writes `m` (no writers) as one segment with flushed lsn `lsn`. Throws on I/O failure.
+  // Writes `m` (no writers) as one segment with flushed lsn `lsn`, one series at a time (the
+  // flush holds one series' points, not a copy of the generation). Throws on I/O failure.
   std::uint64_t write_segment(const Memtable& m, Lsn lsn) {
-    std::vector<std::vector<Point>> storage;
-    std::vector<std::string> keys;
-    std::vector<SeriesId> ids;
-    m.for_each_sorted([&](SeriesId id, std::string_view key, std::vector<Point>& points) {
-      ids.push_back(id);
-      keys.emplace_back(key);
-      storage.push_back(std::move(points));
-    });
-    std::vector<SeriesPoints> series;
-    series.reserve(ids.size());
     std::uint64_t points = 0;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      series.push_back(SeriesPoints{ids[i], keys[i], storage[i]});
-      points += storage[i].size();
-    }
-    // Segment order by id keeps segment files deterministic for a given memtable.
-    std::sort(series.begin(), series.end(),
-              [](const SeriesPoints& a, const SeriesPoints& b) { return a.id < b.id; });
-    segments->add(series, lsn);
+    segments->add_streamed(
+        [&](const SegmentStore::SeriesEmit& emit) {
+          m.for_each_sorted([&](SeriesId id, std::string_view key, std::vector<Point>& series_points) {
+            points += series_points.size();
+            emit(id, key, series_points);
+          });
+        },
+        lsn);
     return points;
   }
 
@@ -261,6 +270,7 @@ struct Engine::Impl {
           if (active.load()->bytes() >= options.memtable_max_bytes) flush_locked();
         }
         last_flush = Clock::now();
+        release_free_heap();
       }
       if (options.retention_days > 0 && now >= next_retention) {
         apply_retention();

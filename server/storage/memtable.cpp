@@ -240,10 +240,13 @@ void Memtable::for_each_series(const std::function<void(SeriesId, std::string_vi
 void Memtable::for_each_sorted(
     const std::function<void(SeriesId, std::string_view, std::vector<Point>&)>& fn) const {
   const Table* t = table_.load(std::memory_order_acquire);
+  std::vector<const Series*> order;
+  order.reserve(series());
+  for (std::uint64_t i = 0; i < t->capacity; ++i)
+    if (const Series* s = t->slots[i].load(std::memory_order_acquire)) order.push_back(s);
+  std::sort(order.begin(), order.end(), [](const Series* a, const Series* b) { return a->id < b->id; });
   std::vector<Point> points;
-  for (std::uint64_t i = 0; i < t->capacity; ++i) {
-    const Series* s = t->slots[i].load(std::memory_order_acquire);
-    if (s == nullptr) continue;
+  for (const Series* s : order) {
     points.clear();
     for (const Chunk* c = s->head.load(std::memory_order_acquire); c != nullptr;
          c = c->next.load(std::memory_order_acquire)) {

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <system_error>
 
@@ -190,12 +191,8 @@ Lsn SegmentStore::flushed_lsn() const noexcept {
 
 SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_lsn) {
   std::vector<std::size_t> order;
-  std::uint64_t total = 0;
-  for (std::size_t i = 0; i < series.size(); ++i) {
-    if (series[i].points.empty()) continue;
-    order.push_back(i);
-    total += series[i].points.size();
-  }
+  for (std::size_t i = 0; i < series.size(); ++i)
+    if (!series[i].points.empty()) order.push_back(i);
   std::sort(order.begin(), order.end(),
             [&](std::size_t a, std::size_t b) { return series[a].id < series[b].id; });
   for (std::size_t i = 1; i < order.size(); ++i) {
@@ -203,17 +200,29 @@ SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_
       throw std::invalid_argument("SegmentStore::add: series id " + std::to_string(series[order[i]].id) +
                                   " given twice");
   }
+  return add_streamed(
+      [&](const SeriesEmit& emit) {
+        for (std::size_t i : order) emit(series[i].id, series[i].key, series[i].points);
+      },
+      flushed_lsn);
+}
 
+SegmentInfo SegmentStore::add_streamed(const std::function<void(const SeriesEmit&)>& produce,
+                                       Lsn flushed_lsn) {
   std::lock_guard lk(impl_->write_mu);
   const auto cur = impl_->snapshot();
   auto next = std::make_shared<Version>(*cur);
   next->flushed_lsn = std::max(cur->flushed_lsn, flushed_lsn);
   SegmentInfo info{};
-  if (total > 0) {
-    const std::uint64_t number = cur->next_number;
-    segment::Writer writer(impl_->dir, number);
-    for (std::size_t i : order) writer.add_series(series[i].id, series[i].key, series[i].points);
-    const std::string path = writer.finish();
+  const std::uint64_t number = cur->next_number;
+  std::optional<segment::Writer> writer;  // opened at the first point: no file for nothing
+  produce([&](SeriesId id, std::string_view key, std::span<const Point> points) {
+    if (points.empty()) return;
+    if (!writer) writer.emplace(impl_->dir, number);
+    writer->add_series(id, key, points);
+  });
+  if (writer) {
+    const std::string path = writer->finish();
     try {
       next->segments.push_back(segment::File::open(path, number));
     } catch (...) {
