@@ -48,19 +48,22 @@ enum class QueryFormat { table, json, csv };
 
 struct QueryOptions {
   std::string url = "http://127.0.0.1:8080";
-  std::string token;  // --token, else $SYDRADB_TOKEN
-  std::string series;
+  std::string token;              // --token, else $SYDRADB_TOKEN
+  std::string series;             // a series name, or a selector: cpu{host=~"h1.*",dc!="x"}
   std::string start;              // milliseconds since the Unix epoch, "now" or "now-<N><unit>"
   std::string end;                // the same
   std::vector<std::string> tags;  // "key=value" each
   std::string step;               // "" = raw points; else milliseconds or <N><unit>
   std::string agg;                // avg | min | max | sum | count | last ("" = the daemon's default, avg)
+  std::string across;             // sum | avg | min | max | count: combine the series ("" = no)
+  std::vector<std::string> by;    // labels that group them ("host", or "host,dc"; repeatable)
   QueryFormat format = QueryFormat::table;
   double timeout_seconds = 30;
 };
 
-// `sydradb query`: POST {url}/api/v1/query/range and prints the points as a table, CSV or
-// JSON. Exit codes as for `stats`.
+// `sydradb query`: one series (a name and its --tags: POST {url}/api/v1/query/range), or
+// many (a selector, or --across/--by: POST {url}/api/v1/query/select); prints the points as
+// a table, CSV or JSON. Exit codes as for `stats`.
 int run_query(const QueryOptions& options);
 
 struct CompactOptions {

@@ -116,9 +116,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   sydra::cli::QueryOptions query_options;
-  CLI::App* query =
-      app.add_subcommand("query", "Read a series' points in a time range from the running daemon");
-  query->add_option("SERIES", query_options.series, "series name")->required();
+  CLI::App* query = app.add_subcommand(
+      "query", "Read the points of a series, or of the series a selector picks, from the running daemon");
+  query
+      ->add_option("SERIES", query_options.series,
+                   "series name, or a selector: 'cpu{host=~\"h1.*\",dc!=\"x\"}' (many series)")
+      ->required();
   query
       ->add_option("START", query_options.start, "start: milliseconds since the Unix epoch, now, now-1h, ...")
       ->required();
@@ -127,6 +130,10 @@ int main(int argc, char** argv) {
   query->add_option("--step", query_options.step,
                     "downsample into buckets of this many ms (or 10s, 1m, 1h, ...)");
   query->add_option("--agg", query_options.agg, "per bucket: avg (default), min, max, sum, count or last");
+  query->add_option("--across", query_options.across,
+                    "combine the series per bucket: sum, avg, min, max or count (many series)");
+  query->add_option("--by", query_options.by,
+                    "with --across (or a combining --agg): one group per value of these labels (host,dc)");
   query->add_option("--url", query_options.url, "daemon URL")->capture_default_str();
   query->add_option("--token", query_options.token, "bearer token (default: $SYDRADB_TOKEN)");
   query->add_option("--timeout", query_options.timeout_seconds, "request timeout in seconds")
