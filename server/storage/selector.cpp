@@ -139,10 +139,12 @@ class Parser {
         if (at_end() || peek() == ',' || peek() == '}') {
           // A lone string is the metric name (Prometheus 3).
           if (name) fail(item, "the metric name is given twice ('" + *name + "' and '" + label + "')");
+          if (label.empty()) fail(item, "the metric name must not be empty");
           name = std::move(label);
           if (!at_end() && peek() == ',') ++pos_;
           continue;
         }
+        if (label.empty()) fail(item, "a label name must not be empty");
       } else if (is_label_start(peek())) {
         label = read_while(is_label_char);
       } else {

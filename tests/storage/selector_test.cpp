@@ -87,6 +87,8 @@ TEST_SUITE("unit") {
     CHECK(error_of(R"(m{a="\uD800"})") == "selector: position 6: escape is not a valid Unicode code point");
     CHECK(error_of(R"(m{a="\777"})") == "selector: position 6: octal escape value > 255");
     CHECK(error_of("m[5m]") == "selector: position 2: unexpected '[' after the selector");
+    CHECK(error_of(R"({""="x"})") == "selector: position 2: a label name must not be empty");
+    CHECK(error_of(R"({"", a="x"})") == "selector: position 2: the metric name must not be empty");
     CHECK(error_of("") == "selector: position 1: empty selector: expected a metric name or '{'");
     CHECK(error_of("   ") == "selector: position 4: empty selector: expected a metric name or '{'");
   }
