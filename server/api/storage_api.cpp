@@ -251,6 +251,28 @@ SelectParams select_params_from_body(std::string_view body) {
   return p;
 }
 
+// start, end, step and agg — the fields query/range and query/select share — checked
+// into `start`, `end`, `step` and `agg` (step 0 = raw points; with a step, agg defaults to avg).
+template <class Params>
+void check_range_fields(const Params& p, storage::Timestamp& start, storage::Timestamp& end,
+                        std::int64_t& step, storage::Aggregation& agg) {
+  if (!p.start) throw BadRequest{"missing 'start'"};
+  if (!p.end) throw BadRequest{"missing 'end'"};
+  start = *p.start;
+  end = *p.end;
+  if (start > end) throw BadRequest{"'start' is after 'end'"};
+  if (p.step) {
+    if (*p.step <= 0) throw BadRequest{"'step' must be a positive number of milliseconds"};
+    step = *p.step;
+    agg = storage::Aggregation::avg;
+  }
+  if (p.agg) {
+    if (!p.step) throw BadRequest{"'agg' needs 'step'"};
+    if (!storage::parse_aggregation(*p.agg, agg))
+      throw BadRequest{"unknown 'agg' '" + *p.agg + "': expected avg, min, max, sum, count or last"};
+  }
+}
+
 }  // namespace
 
 StorageApi::StorageApi(storage::Engine& engine, const Config& config, alloc::SmallPoolAllocator& allocator)
@@ -329,21 +351,7 @@ http::Response StorageApi::query_range(const http::Request& request) const {
     } else {
       throw BadRequest{"missing 'series' or 'series_id'"};
     }
-    if (!p.start) throw BadRequest{"missing 'start'"};
-    if (!p.end) throw BadRequest{"missing 'end'"};
-    q.start = *p.start;
-    q.end = *p.end;
-    if (q.start > q.end) throw BadRequest{"'start' is after 'end'"};
-    if (p.step) {
-      if (*p.step <= 0) throw BadRequest{"'step' must be a positive number of milliseconds"};
-      q.step = *p.step;
-      q.agg = storage::Aggregation::avg;
-    }
-    if (p.agg) {
-      if (!p.step) throw BadRequest{"'agg' needs 'step'"};
-      if (!storage::parse_aggregation(*p.agg, q.agg))
-        throw BadRequest{"unknown 'agg' '" + *p.agg + "': expected avg, min, max, sum, count or last"};
-    }
+    check_range_fields(p, q.start, q.end, q.step, q.agg);
   } catch (const BadRequest& e) {
     return http::json_error(400, e.message);
   }
@@ -370,21 +378,7 @@ http::Response StorageApi::select(const http::Request& request) const {
     } catch (const storage::SelectorError& e) {
       throw BadRequest{e.what()};
     }
-    if (!p.start) throw BadRequest{"missing 'start'"};
-    if (!p.end) throw BadRequest{"missing 'end'"};
-    q.start = *p.start;
-    q.end = *p.end;
-    if (q.start > q.end) throw BadRequest{"'start' is after 'end'"};
-    if (p.step) {
-      if (*p.step <= 0) throw BadRequest{"'step' must be a positive number of milliseconds"};
-      q.step = *p.step;
-      q.agg = storage::Aggregation::avg;
-    }
-    if (p.agg) {
-      if (!p.step) throw BadRequest{"'agg' needs 'step'"};
-      if (!storage::parse_aggregation(*p.agg, q.agg))
-        throw BadRequest{"unknown 'agg' '" + *p.agg + "': expected avg, min, max, sum, count or last"};
-    }
+    check_range_fields(p, q.start, q.end, q.step, q.agg);
     if (p.across) {
       if (!storage::parse_aggregation(*p.across, q.across) || !storage::combines_series(q.across))
         throw BadRequest{"unknown 'across' '" + *p.across + "': expected sum, avg, min, max or count"};

@@ -10,14 +10,13 @@
 #include <limits>
 #include <vector>
 
+#include "support/points.hpp"
+
 namespace sydra::storage {
 namespace {
 
-std::vector<Point> pts(std::initializer_list<std::pair<Timestamp, double>> list) {
-  std::vector<Point> out;
-  for (const auto& [ts, v] : list) out.push_back({ts, v});
-  return out;
-}
+using test::points_of;
+using test::same_points;
 
 std::vector<Point> down(const std::vector<Point>& in, std::int64_t step, Aggregation agg) {
   std::vector<Point> out;
@@ -52,10 +51,10 @@ TEST_SUITE("unit") {
 
   TEST_CASE("downsample: every aggregation, empty buckets left out") {
     // ts 0..9 = 1..10, ts -1 = -1, ts 42 = 100.
-    std::vector<Point> in = pts({{-1, -1}});
+    std::vector<Point> in = points_of({{-1, -1}});
     for (int i = 0; i < 10; ++i) in.push_back({i, i + 1.0});
     in.push_back({42, 100});
-    auto at = [](std::vector<double> v) { return pts({{-5, v[0]}, {0, v[1]}, {5, v[2]}, {40, v[3]}}); };
+    auto at = [](std::vector<double> v) { return points_of({{-5, v[0]}, {0, v[1]}, {5, v[2]}, {40, v[3]}}); };
     check_points(down(in, 5, Aggregation::avg), at({-1, 3, 8, 100}));
     check_points(down(in, 5, Aggregation::min), at({-1, 1, 6, 100}));
     check_points(down(in, 5, Aggregation::max), at({-1, 5, 10, 100}));
@@ -67,7 +66,7 @@ TEST_SUITE("unit") {
   }
 
   TEST_CASE("downsample: the extremes of the timestamp range land in their own buckets") {
-    const auto in = pts({{INT64_MIN, 1}, {INT64_MIN + 807, 2}, {INT64_MIN + 808, 3}, {INT64_MAX, 4}});
+    const auto in = points_of({{INT64_MIN, 1}, {INT64_MIN + 807, 2}, {INT64_MIN + 808, 3}, {INT64_MAX, 4}});
     // INT64_MIN = -9223372036854775808 lies in [-9223372036854776000, -9223372036854775000):
     // a bucket that starts below the range, labelled INT64_MIN; INT64_MIN + 808 starts the next.
     const auto out = down(in, 1000, Aggregation::count);
@@ -81,23 +80,23 @@ TEST_SUITE("unit") {
 
   TEST_CASE("downsample: min and max skip NaN unless every value is NaN; sum propagates it") {
     const double nan = std::numeric_limits<double>::quiet_NaN();
-    const auto in = pts({{0, nan}, {1, 2}, {2, nan}, {3, 1}, {10, nan}});
-    check_points(down(in, 10, Aggregation::max), pts({{0, 2}, {10, nan}}));
-    check_points(down(in, 10, Aggregation::min), pts({{0, 1}, {10, nan}}));
+    const auto in = points_of({{0, nan}, {1, 2}, {2, nan}, {3, 1}, {10, nan}});
+    check_points(down(in, 10, Aggregation::max), points_of({{0, 2}, {10, nan}}));
+    check_points(down(in, 10, Aggregation::min), points_of({{0, 1}, {10, nan}}));
     CHECK(std::isnan(down(in, 10, Aggregation::sum)[0].value));
     CHECK(down(in, 10, Aggregation::count)[0].value == 4);
     // Infinities are values like any other; a bucket of only -inf and NaN has max -inf.
     const double inf = std::numeric_limits<double>::infinity();
-    const auto infs = pts({{0, -inf}, {1, nan}, {2, -inf}, {3, nan}, {4, nan}, {5, -inf}});
-    check_points(down(infs, 10, Aggregation::max), pts({{0, -inf}}));
-    check_points(down(infs, 10, Aggregation::min), pts({{0, -inf}}));
-    check_points(down(pts({{0, inf}, {1, nan}}), 10, Aggregation::min), pts({{0, inf}}));
+    const auto infs = points_of({{0, -inf}, {1, nan}, {2, -inf}, {3, nan}, {4, nan}, {5, -inf}});
+    check_points(down(infs, 10, Aggregation::max), points_of({{0, -inf}}));
+    check_points(down(infs, 10, Aggregation::min), points_of({{0, -inf}}));
+    check_points(down(points_of({{0, inf}, {1, nan}}), 10, Aggregation::min), points_of({{0, inf}}));
   }
 
   TEST_CASE("StepCombiner: sum, avg, min, max, count across series with different buckets") {
-    const auto a = pts({{0, 1}, {10, 2}});
-    const auto b = pts({{10, 4}, {20, 8}});
-    const auto c = pts({{0, -1}, {20, 0}});
+    const auto a = points_of({{0, 1}, {10, 2}});
+    const auto b = points_of({{10, 4}, {20, 8}});
+    const auto c = points_of({{0, -1}, {20, 0}});
     auto combined = [&](Aggregation agg) {
       StepCombiner comb(agg);
       comb.add(a);
@@ -108,11 +107,11 @@ TEST_SUITE("unit") {
       comb.finish(out);
       return out;
     };
-    check_points(combined(Aggregation::sum), pts({{0, 0}, {10, 6}, {20, 8}}));
-    check_points(combined(Aggregation::avg), pts({{0, 0}, {10, 3}, {20, 4}}));
-    check_points(combined(Aggregation::min), pts({{0, -1}, {10, 2}, {20, 0}}));
-    check_points(combined(Aggregation::max), pts({{0, 1}, {10, 4}, {20, 8}}));
-    check_points(combined(Aggregation::count), pts({{0, 2}, {10, 2}, {20, 2}}));
+    check_points(combined(Aggregation::sum), points_of({{0, 0}, {10, 6}, {20, 8}}));
+    check_points(combined(Aggregation::avg), points_of({{0, 0}, {10, 3}, {20, 4}}));
+    check_points(combined(Aggregation::min), points_of({{0, -1}, {10, 2}, {20, 0}}));
+    check_points(combined(Aggregation::max), points_of({{0, 1}, {10, 4}, {20, 8}}));
+    check_points(combined(Aggregation::count), points_of({{0, 2}, {10, 2}, {20, 2}}));
   }
 
   TEST_CASE("StepCombiner: partials merged give what one combiner gives") {

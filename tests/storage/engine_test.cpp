@@ -634,6 +634,17 @@ TEST_SUITE("unit") {
   }
 }
 
+// What the daemon's maintenance tick does, every millisecond until `done`.
+std::thread maintenance_thread(SmallPoolAllocator& a, const std::atomic<bool>& done) {
+  return std::thread([&a, &done] {
+    while (!done.load()) {
+      a.advance_epoch();
+      a.collect_garbage();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+}
+
 TEST_SUITE("concurrency") {
   // Writers ingest disjoint series while readers query and the background thread flushes
   // (tiny memtable: many generations). Each reader checks what it sees is sorted, unique and
@@ -663,13 +674,7 @@ TEST_SUITE("concurrency") {
             ingest_failures.fetch_add(1);
       });
     }
-    std::thread maintenance([&] {
-      while (!done.load()) {
-        a.advance_epoch();
-        a.collect_garbage();
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    });
+    std::thread maintenance = maintenance_thread(a, done);
     std::vector<std::thread> readers;
     for (int r = 0; r < 2; ++r) {
       readers.emplace_back([&, r] {
@@ -732,13 +737,7 @@ TEST_SUITE("concurrency") {
         }
       });
     }
-    std::thread maintenance([&] {
-      while (!done.load()) {
-        a.advance_epoch();
-        a.collect_garbage();
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    });
+    std::thread maintenance = maintenance_thread(a, done);
     std::vector<std::thread> readers;
     for (int r = 0; r < 2; ++r) {
       readers.emplace_back([&, r] {

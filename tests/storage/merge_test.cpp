@@ -9,64 +9,56 @@
 #include <random>
 #include <vector>
 
+#include "support/points.hpp"
+
 namespace sydra::storage {
 namespace {
 
-std::vector<Point> pts(std::initializer_list<std::pair<Timestamp, double>> list) {
-  std::vector<Point> out;
-  for (const auto& [ts, v] : list) out.push_back({ts, v});
-  return out;
-}
-
-bool same(const std::vector<Point>& a, const std::vector<Point>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (a[i].ts != b[i].ts || a[i].value != b[i].value) return false;
-  return true;
-}
+using test::points_of;
+using test::same_points;
 
 TEST_SUITE("unit") {
   TEST_CASE("sort_last_wins: increasing input is left as it is") {
-    auto p = pts({{1, 1}, {2, 2}, {5, 5}});
+    auto p = points_of({{1, 1}, {2, 2}, {5, 5}});
     sort_last_wins(p);
-    CHECK(same(p, pts({{1, 1}, {2, 2}, {5, 5}})));
+    CHECK(same_points(p, points_of({{1, 1}, {2, 2}, {5, 5}})));
     std::vector<Point> empty;
     sort_last_wins(empty);
     CHECK(empty.empty());
   }
 
   TEST_CASE("sort_last_wins: equal timestamps keep the last one, sorted or not") {
-    auto sorted_repeats = pts({{1, 1}, {1, 10}, {2, 2}, {2, 20}, {2, 200}, {3, 3}});
+    auto sorted_repeats = points_of({{1, 1}, {1, 10}, {2, 2}, {2, 20}, {2, 200}, {3, 3}});
     sort_last_wins(sorted_repeats);
-    CHECK(same(sorted_repeats, pts({{1, 10}, {2, 200}, {3, 3}})));
+    CHECK(same_points(sorted_repeats, points_of({{1, 10}, {2, 200}, {3, 3}})));
 
     // A segment run (1..3), then a newer memtable run that overwrites 2 and adds 0.
-    auto sources = pts({{1, 1}, {2, 2}, {3, 3}, {2, 20}, {0, 0}});
+    auto sources = points_of({{1, 1}, {2, 2}, {3, 3}, {2, 20}, {0, 0}});
     sort_last_wins(sources);
-    CHECK(same(sources, pts({{0, 0}, {1, 1}, {2, 20}, {3, 3}})));
+    CHECK(same_points(sources, points_of({{0, 0}, {1, 1}, {2, 20}, {3, 3}})));
 
-    auto negative = pts({{5, 1}, {INT64_MIN, 2}, {INT64_MAX, 3}, {INT64_MIN, 4}});
+    auto negative = points_of({{5, 1}, {INT64_MIN, 2}, {INT64_MAX, 3}, {INT64_MIN, 4}});
     sort_last_wins(negative);
-    CHECK(same(negative, pts({{INT64_MIN, 4}, {5, 1}, {INT64_MAX, 3}})));
+    CHECK(same_points(negative, points_of({{INT64_MIN, 4}, {5, 1}, {INT64_MAX, 3}})));
   }
 
   TEST_CASE("sort_runs_last_wins: runs in time order are left alone, overlapping runs are merged") {
-    auto in_order = pts({{1, 1}, {2, 2}, {5, 5}, {6, 6}, {9, 9}});
+    auto in_order = points_of({{1, 1}, {2, 2}, {5, 5}, {6, 6}, {9, 9}});
     const std::size_t ends[] = {2, 4, 5};
     sort_runs_last_wins(in_order, ends);
-    CHECK(same(in_order, pts({{1, 1}, {2, 2}, {5, 5}, {6, 6}, {9, 9}})));
+    CHECK(same_points(in_order, points_of({{1, 1}, {2, 2}, {5, 5}, {6, 6}, {9, 9}})));
 
     // An older segment 1..5 and a newer one that rewrote 3 and 4: the newer values win.
-    auto overlapping = pts({{1, 1}, {3, 3}, {5, 5}, {3, 30}, {4, 40}});
+    auto overlapping = points_of({{1, 1}, {3, 3}, {5, 5}, {3, 30}, {4, 40}});
     const std::size_t ends2[] = {3, 5};
     sort_runs_last_wins(overlapping, ends2);
-    CHECK(same(overlapping, pts({{1, 1}, {3, 30}, {4, 40}, {5, 5}})));
+    CHECK(same_points(overlapping, points_of({{1, 1}, {3, 30}, {4, 40}, {5, 5}})));
 
     // Touching at one timestamp is an overlap too.
-    auto touching = pts({{1, 1}, {2, 2}, {2, 20}, {3, 3}});
+    auto touching = points_of({{1, 1}, {2, 2}, {2, 20}, {3, 3}});
     const std::size_t ends3[] = {2, 4};
     sort_runs_last_wins(touching, ends3);
-    CHECK(same(touching, pts({{1, 1}, {2, 20}, {3, 3}})));
+    CHECK(same_points(touching, points_of({{1, 1}, {2, 20}, {3, 3}})));
     std::vector<Point> none;
     sort_runs_last_wins(none, {});
     CHECK(none.empty());
@@ -93,7 +85,7 @@ TEST_SUITE("unit") {
       sort_last_wins(input);
       std::vector<Point> want;
       for (const auto& [ts, v] : expected) want.push_back({ts, v});
-      CHECK(same(input, want));
+      CHECK(same_points(input, want));
     }
   }
 }
