@@ -121,7 +121,8 @@ TEST_SUITE("unit") {
         for (const auto& d : dcs) {
           std::vector<TagView> tags = {{"host", h}};
           if (!d.empty()) tags.emplace_back("dc", d);
-          if (rng() % 3 == 0) tags.emplace_back("rack", std::to_string(rng() % 4));
+          const std::string rack = std::to_string(rng() % 4);  // outlives the views in `tags`
+          if (rng() % 3 == 0) tags.emplace_back("rack", rack);
           all.push_back(make_series(n, tags));
           index.add(all.back().id, all.back().key);
         }
