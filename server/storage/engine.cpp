@@ -35,9 +35,10 @@ double seconds_since(Clock::time_point start) {
 // the allocator's small classes (request bodies, query answers, a segment's encoding) come
 // from glibc, which keeps what is freed in its arenas — the per-thread ones above all —
 // until told otherwise: the daemon's RSS stayed near its peak after the memtable was
-// flushed. malloc_trim takes each arena's lock while it walks it (milliseconds on a busy
-// heap), so it runs only past kTrimAboveBytes of free heap, on the background thread, at
-// most once per flush period.
+// flushed. malloc_trim takes each arena's lock while it walks it (up to a few milliseconds
+// on a busy heap), so the background thread calls this only once the engine has been quiet
+// for a whole flush period after some activity (see trim_when_quiet), and it trims only
+// past kTrimAboveBytes of free heap.
 void release_free_heap() {
 #if defined(__GLIBC__)
   constexpr std::size_t kTrimAboveBytes = std::size_t{8} << 20;
@@ -80,7 +81,7 @@ struct Engine::Impl {
   std::atomic<Memtable*> flushing{nullptr};
   // Generation swaps so far. A flushed generation is reset and becomes the next spare, so a
   // reader that held its pointer across two swaps could read it reused as the new active
-  // one and miss the points in between: query_range reads again when a swap happened
+  // one and miss the points in between: read_points reads again when a swap happened
   // during its read (swaps are rare: one per flush).
   std::atomic<std::uint64_t> swaps{0};
   Memtable* spare = nullptr;  // under flush_mutex
@@ -100,6 +101,10 @@ struct Engine::Impl {
 
   // Counters.
   std::atomic<std::uint64_t> ingest_requests{0}, ingest_points{0}, ingest_rejected{0}, ingest_busy{0};
+  mutable std::atomic<std::uint64_t> queries{0};  // query_range and select calls
+  // The background thread's view of activity, for trim_when_quiet.
+  std::uint64_t activity_seen = 0;
+  bool trim_due = false;
   std::atomic<std::uint64_t> flushes{0}, flush_failures{0}, flush_points{0}, flush_ns{0};
 
   Timestamp now_ms() const { return options.now_ms ? options.now_ms() : system_now_ms(); }
@@ -270,7 +275,7 @@ struct Engine::Impl {
           if (active.load()->bytes() >= options.memtable_max_bytes) flush_locked();
         }
         last_flush = Clock::now();
-        release_free_heap();
+        trim_when_quiet();
       }
       if (options.retention_days > 0 && now >= next_retention) {
         apply_retention();
@@ -285,6 +290,22 @@ struct Engine::Impl {
         next_compaction = now + std::chrono::milliseconds(options.compaction_interval_ms);
       }
     }
+  }
+
+  // Once per flush period, on the background thread: after a burst of ingest or queries,
+  // the first period without any gives glibc's free heap back (release_free_heap). Under
+  // steady load nothing is trimmed: the heap stays at its working size.
+  void trim_when_quiet() {
+    const std::uint64_t activity =
+        ingest_requests.load(std::memory_order_relaxed) + queries.load(std::memory_order_relaxed);
+    if (activity != activity_seen) {
+      activity_seen = activity;
+      trim_due = true;
+      return;
+    }
+    if (!trim_due) return;
+    trim_due = false;
+    release_free_heap();
   }
 
   std::size_t apply_retention() {
@@ -518,6 +539,7 @@ IngestOutcome Engine::ingest(const ParsedBatch& batch) {
 
 QueryStatus Engine::query_range(const RangeQuery& q, std::vector<Point>& out) const {
   const Impl& s = *impl_;
+  s.queries.fetch_add(1, std::memory_order_relaxed);
   out.clear();
   std::vector<Point> merged;
   Impl::ReadScratch scratch;
@@ -535,6 +557,7 @@ QueryStatus Engine::query_range(const RangeQuery& q, std::vector<Point>& out) co
 }
 
 SelectResult Engine::select(const SelectQuery& q) const {
+  impl_->queries.fetch_add(1, std::memory_order_relaxed);
   return impl_->select(q);
 }
 
