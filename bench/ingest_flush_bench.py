@@ -10,7 +10,7 @@ daemon's RSS and the allocator's committed bytes (/debug/alloc/stats). Rounds al
 which build goes first. Prints the medians per build and the ratio new/baseline.
 
 usage: bench/ingest_flush_bench.py --sydradb build/release/cli/sydradb --baseline OTHER/sydradb
-           --load build/release/bench/tsdb_load [--rounds 3] [--duration 12] [--out DIR]
+           --load build/release/bench/tsdb_load [--rounds 3] [--duration 12] [--out DIR] [--smoke]
 """
 import argparse
 import json
@@ -34,7 +34,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=12)
     ap.add_argument("--out", default="build/ingest_flush_bench")
+    ap.add_argument("--smoke", action="store_true", help="1 round of 1 s, 1 s to settle (checks the script)")
     a = ap.parse_args()
+    settle = 5
+    if a.smoke:
+        a.rounds, a.duration, settle = 1, 1, 1
     os.makedirs(a.out, exist_ok=True)
     builds = {"new": a.sydradb, "baseline": a.baseline}
     runs = []
@@ -50,7 +54,7 @@ def main():
                 load = json.loads(out)
                 peak = d.memory()["rss"]
                 d.wait_flushed()
-                time.sleep(5)
+                time.sleep(settle)
                 mem = d.memory()
             finally:
                 d.stop()

@@ -27,6 +27,8 @@ Queries (ms timestamps for sydradb, s for VictoriaMetrics; the whole range):
                      vm       /api/v1/query_range?query=max_over_time(cpu_usage[1h])&step=3600
                      vm_nocache  the same with nocache=1 (VictoriaMetrics' rollup result
                               cache off: every request computes)
+                     select_qt1  `select` on a copy of the same segments served with
+                              query_threads=1 (with --compare-query-threads)
   fleet_max_by_dc  max by (dc) (max_over_time(cpu_usage[1h])): select with across=max&by=dc
   one_raw          one series, all its raw points: query/range; VictoriaMetrics /api/v1/export
   one_avg_1h       one series, 1 h avg buckets: query/range step+agg; VictoriaMetrics
@@ -35,7 +37,7 @@ Queries (ms timestamps for sydradb, s for VictoriaMetrics; the whole range):
 Writes --out/results.json and prints a table. Exit 0 when every request answered 200.
 usage: bench/query_bench.py --sydradb build/release/cli/sydradb [--baseline OTHER/sydradb]
            [--vm /usr/bin/victoria-metrics] [--hosts 250] [--points 10000] [--rounds 5]
-           [--reps 20] [--out build/query_bench] [--smoke]
+           [--reps 20] [--out build/query_bench] [--compare-query-threads] [--smoke]
 """
 import argparse
 import http.client
@@ -117,8 +119,8 @@ def rss_bytes(pid):
 
 
 class Sydradb:
-    def __init__(self, name, binary, work):
-        self.name, self.binary = name, binary
+    def __init__(self, name, binary, work, extra_args=()):
+        self.name, self.binary, self.extra_args = name, binary, list(extra_args)
         self.dir = os.path.join(work, name)
         self.data = os.path.join(self.dir, "data")
         os.makedirs(self.dir)
@@ -130,7 +132,7 @@ class Sydradb:
             os.remove(port_file)
         self.log = open(os.path.join(self.dir, "log"), "a")
         self.proc = subprocess.Popen([self.binary, "serve", "--port", "0", "--port-file", port_file,
-                                      "--data-dir", self.data, "--log-level", "warn"],
+                                      "--data-dir", self.data, "--log-level", "warn"] + self.extra_args,
                                      stdout=self.log, stderr=self.log)
         deadline = time.time() + 60
         while not os.path.exists(port_file):
@@ -265,12 +267,14 @@ def queries(hosts, points):
     def vm(query, **kv):
         return ["/api/v1/query_range?" + q(query=query, start=s0, end=s1, step=3600, **kv)]
 
+    fleet = sel(match="cpu_usage", step=3_600_000, agg="max")
     range250 = ["/api/v1/query/range?" + q(start=T0, end=end, series="cpu_usage", step=3_600_000, agg="max",
                                            tags='{"host":"h%03d","dc":"dc%d"}' % (h, h % 4))
                 for h in range(hosts)]
     return {
         "fleet_max_1h": {
-            "select": ("new", sel(match="cpu_usage", step=3_600_000, agg="max")),
+            "select": ("new", fleet),
+            "select_qt1": ("new_qt1", fleet),
             "range%d" % hosts: ("new", range250),
             "baseline_range%d" % hosts: ("baseline", range250),
             "vm": ("vm", vm("max_over_time(cpu_usage[1h])")),
@@ -309,6 +313,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--out", default="build/query_bench")
+    ap.add_argument("--compare-query-threads", action="store_true",
+                    help="also serve the new build's segments with query_threads=1 (target new_qt1)")
     ap.add_argument("--smoke", action="store_true", help="20 hosts x 500 points, 1 round of 3")
     a = ap.parse_args()
     if a.smoke:
@@ -338,6 +344,14 @@ def main():
         print("memory after flush:", json.dumps(results["memory_after_flush"]))
         for t in targets.values():
             t.compact()
+        if a.compare_query_threads:
+            # The same segments, copied, served with one thread per select.
+            one = Sydradb("new_qt1", a.sydradb, work, ["--set", "query_threads=1"])
+            targets["new"].stop()
+            shutil.copytree(targets["new"].data, one.data)
+            targets["new"].start()
+            one.start()
+            targets["new_qt1"] = one
 
         qs = queries(a.hosts, a.points)
         rounds = {}
