@@ -32,7 +32,7 @@ struct StatsOptions {
 int run_stats(const StatsOptions& options);
 
 struct IngestOptions {
-  std::string url;                                 // as for stats
+  std::string url;                                 // --url, else $SYDRADB_URL, else kDefaultUrl
   std::string token;                               // --token, else $SYDRADB_TOKEN
   std::string file;                                // "" or "-": standard input
   std::string precision;                           // unit of "ts": s, ms, us, ns ("" = the daemon's, ms)
@@ -53,27 +53,31 @@ int run_ingest(const IngestOptions& options);
 enum class QueryFormat { table, json, csv };
 
 struct QueryOptions {
-  std::string url;    // as for stats
-  std::string token;  // --token, else $SYDRADB_TOKEN
-  std::string series;
+  std::string url;                // --url, else $SYDRADB_URL, else kDefaultUrl (cli/client.hpp)
+  std::string token;              // --token, else $SYDRADB_TOKEN
+  std::string series;             // a series name, or a selector: cpu{host=~"h1.*",dc!="x"}
   std::string start;              // milliseconds since the Unix epoch, "now" or "now-<N><unit>"
   std::string end;                // the same
   std::vector<std::string> tags;  // "key=value" each
   std::string step;               // "" = raw points; else milliseconds or <N><unit>
   std::string agg;                // avg | min | max | sum | count | last ("" = the daemon's default, avg)
+  std::string across;             // sum | avg | min | max | count: combine the series ("" = no)
+  std::vector<std::string> by;    // labels that group them ("host", or "host,dc"; repeatable)
   QueryFormat format = QueryFormat::table;
   double timeout_seconds = 30;
 };
 
-// `sydradb query`: POST {url}/api/v1/query/range and prints the points as a table, CSV or
-// JSON. Exit codes as for `stats`; when no point came back and no series has that name and
-// those tags, says which series of that name exist and exits kExitNoSeries.
+// `sydradb query`: one series (a name and its --tags: POST {url}/api/v1/query/range), or
+// many (a selector, or --across/--by: POST {url}/api/v1/query/select); prints the points as
+// a table, CSV or JSON. Exit codes as for `stats`; when one series was asked for, no point
+// came back and no series has that name and those tags, says which series of that name
+// exist and exits kExitNoSeries.
 int run_query(const QueryOptions& options);
 
 enum class SeriesFormat { table, json };
 
 struct SeriesOptions {
-  std::string url;  // as for stats
+  std::string url;  // --url, else $SYDRADB_URL, else kDefaultUrl
   std::string token;
   std::string name;               // "" = every name
   std::vector<std::string> tags;  // "key=value" each: the series must carry every one

@@ -198,9 +198,13 @@ int main(int argc, char** argv) {
       ->check(quiet(CLI::PositiveNumber));
 
   sydra::cli::QueryOptions query_options;
-  CLI::App* query =
-      app.add_subcommand("query", "Read a series' points in a time range from the running daemon");
-  query->add_option("SERIES", query_options.series, "series name")->required()->type_name("");
+  CLI::App* query = app.add_subcommand(
+      "query", "Read the points of a series, or of the series a selector picks, from the running daemon");
+  query
+      ->add_option("SERIES", query_options.series,
+                   "series name, or a selector: 'cpu{host=~\"h1.*\",dc!=\"x\"}' (many series)")
+      ->required()
+      ->type_name("");
   query
       ->add_option("START", query_options.start, "start: milliseconds since the Unix epoch, now, now-1h, ...")
       ->required()
@@ -208,7 +212,7 @@ int main(int argc, char** argv) {
   query->add_option("END", query_options.end, "end (inclusive), in the same forms")
       ->required()
       ->type_name("");
-  // One value per --tag: the positionals after it stay positionals.
+  // One value per --tag (and --by): the positionals after it stay positionals.
   query->add_option("--tag", query_options.tags, "tag KEY=VALUE of the series (repeatable)")
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
@@ -218,6 +222,15 @@ int main(int argc, char** argv) {
       ->type_name("DURATION");
   query->add_option("--agg", query_options.agg, "per bucket: avg (default), min, max, sum, count or last")
       ->type_name("AGG");
+  query
+      ->add_option("--across", query_options.across,
+                   "combine the series per bucket: sum, avg, min, max or count (many series)")
+      ->type_name("FUNC");
+  query
+      ->add_option("--by", query_options.by,
+                   "with --across (or a combining --agg): one group per value of these labels (host,dc)")
+      ->type_name("LABELS")
+      ->allow_extra_args(false);
   add_connection_flags(query, query_options.url, query_options.token, query_options.timeout_seconds);
   auto* json_flag = query->add_flag_function(
       "--json", [&query_options](std::int64_t) { query_options.format = sydra::cli::QueryFormat::json; },

@@ -1,5 +1,7 @@
-// `sydradb query SERIES START END [--tag k=v ...] [--step S --agg A] [--json|--csv]`:
-// one POST /api/v1/query/range to the running daemon, the points printed.
+// `sydradb query SERIES|SELECTOR START END [--tag k=v ...] [--step S --agg A]
+// [--across F --by L,...] [--json|--csv]`: one POST /api/v1/query/range (a series) or
+// /api/v1/query/select (a selector, or aggregation across series) to the running daemon,
+// the points printed.
 #include "cli/query_command.hpp"
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 
 #include "cli/client.hpp"
 #include "cli/series_command.hpp"
+#include "server/storage/selector.hpp"
 
 namespace sydra::cli {
 
@@ -124,17 +127,18 @@ std::int64_t parse_query_step(std::string_view text) {
   return step;
 }
 
-std::string make_range_request(const QueryOptions& options, std::int64_t now_ms) {
-  if (options.series.empty()) throw std::invalid_argument("the series name is empty");
-  json tags = json::object();
-  for (const auto& [key, value] : parse_tag_flags(options.tags)) tags[key] = value;
+namespace {
+
+// start, end, step and agg, checked, into `body` (the fields both requests share).
+void add_range_fields(const QueryOptions& options, std::int64_t now_ms, json& body) {
   const std::int64_t start = parse_query_time(options.start, now_ms);
   const std::int64_t end = parse_query_time(options.end, now_ms);
   if (start > end) {
     throw std::invalid_argument("START (" + std::to_string(start) + ") is after END (" + std::to_string(end) +
                                 ")");
   }
-  json body = {{"series", options.series}, {"tags", std::move(tags)}, {"start", start}, {"end", end}};
+  body["start"] = start;
+  body["end"] = end;
   if (!options.step.empty()) body["step"] = parse_query_step(options.step);
   if (!options.agg.empty()) {
     static constexpr std::string_view kAggregations[] = {"avg", "min", "max", "sum", "count", "last"};
@@ -147,11 +151,14 @@ std::string make_range_request(const QueryOptions& options, std::int64_t now_ms)
     if (options.step.empty()) throw std::invalid_argument("--agg needs --step");
     body["agg"] = options.agg;
   }
-  return body.dump();
 }
 
-std::vector<QueryPoint> parse_range_answer(std::string_view body) {
-  const json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+bool combines_series(std::string_view f) {
+  return f == "sum" || f == "avg" || f == "min" || f == "max" || f == "count";
+}
+
+// The points of an answer's "points" array; throws std::runtime_error.
+std::vector<QueryPoint> points_of(const json& doc) {
   if (!doc.is_array()) throw std::runtime_error("the answer is not a JSON array");
   std::vector<QueryPoint> points;
   points.reserve(doc.size());
@@ -166,6 +173,127 @@ std::vector<QueryPoint> parse_range_answer(std::string_view body) {
                       value->is_null() ? std::numeric_limits<double>::quiet_NaN() : value->get<double>()});
   }
   return points;
+}
+
+// {"k": "v", ...} as views, for storage::format_series.
+std::vector<std::pair<std::string_view, std::string_view>> labels_of(const json& object) {
+  if (!object.is_object()) throw std::runtime_error("labels in the answer are not an object");
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  for (const auto& [k, v] : object.items()) {
+    if (!v.is_string()) throw std::runtime_error("a label value in the answer is not a string");
+    out.emplace_back(k, v.get_ref<const std::string&>());
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + '"';
+}
+
+}  // namespace
+
+std::string make_range_request(const QueryOptions& options, std::int64_t now_ms) {
+  if (options.series.empty()) throw std::invalid_argument("the series name is empty");
+  json tags = json::object();
+  for (const auto& [key, value] : parse_tag_flags(options.tags)) tags[key] = value;
+  json body = {{"series", options.series}, {"tags", std::move(tags)}};
+  add_range_fields(options, now_ms, body);
+  return body.dump();
+}
+
+bool is_select_query(const QueryOptions& options) {
+  return options.series.find('{') != std::string::npos || !options.across.empty() || !options.by.empty();
+}
+
+std::string make_select_request(const QueryOptions& options, std::int64_t now_ms) {
+  if (options.series.empty()) throw std::invalid_argument("the selector is empty");
+  std::string selector = options.series;
+  if (!options.tags.empty()) {
+    if (selector.find('{') != std::string::npos)
+      throw std::invalid_argument("--tag cannot be combined with a selector: put the tags in it, e.g. " +
+                                  options.series.substr(0, options.series.find('{')) + "{host=\"h1\"}");
+    // A name with --tags: the same series as a range query would name, and any with more tags.
+    const Tags parsed = parse_tag_flags(options.tags);
+    std::vector<std::pair<std::string_view, std::string_view>> tags(parsed.begin(), parsed.end());
+    selector = storage::format_series(options.series, tags);
+  }
+  try {
+    (void)storage::parse_selector(selector);
+  } catch (const storage::SelectorError& e) {
+    throw std::invalid_argument(e.what());
+  }
+  json body = {{"match", selector}};
+  add_range_fields(options, now_ms, body);
+  std::string across = options.across;
+  if (!across.empty() && !combines_series(across))
+    throw std::invalid_argument("unknown --across '" + across + "': expected sum, avg, min, max or count");
+  json by = json::array();
+  for (const std::string& list : options.by) {
+    std::string_view rest = list;
+    for (;;) {
+      const auto comma = rest.find(',');
+      const std::string_view label = rest.substr(0, comma);
+      if (label.empty()) throw std::invalid_argument("--by '" + list + "' holds an empty label name");
+      by.push_back(std::string(label));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  if (!by.empty() && across.empty()) {
+    // `--step 1h --agg max --by host`: max by host of the hourly maxima.
+    if (!combines_series(options.agg))
+      throw std::invalid_argument("--by needs --across sum, avg, min, max or count (or such an --agg)");
+    across = options.agg;
+  }
+  if (!across.empty()) body["across"] = across;
+  if (!by.empty()) body["by"] = std::move(by);
+  return body.dump();
+}
+
+std::vector<QueryPoint> parse_range_answer(std::string_view body) {
+  return points_of(json::parse(body, nullptr, /*allow_exceptions=*/false));
+}
+
+std::vector<QuerySeries> parse_select_answer(std::string_view body) {
+  const json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) throw std::runtime_error("the answer is not a JSON object");
+  std::vector<QuerySeries> out;
+  if (const auto series = doc.find("series"); series != doc.end() && series->is_array()) {
+    for (const json& s : *series) {
+      if (!s.is_object() || !s.contains("series") || !s["series"].is_string() || !s.contains("points"))
+        throw std::runtime_error("a series in the answer lacks \"series\" or \"points\"");
+      const json tag_object = s.value("tags", json::object());  // labels_of keeps views into it
+      const auto tags = labels_of(tag_object);
+      out.push_back({storage::format_series(s["series"].get_ref<const std::string&>(), tags), 0,
+                     points_of(s["points"])});
+    }
+    return out;
+  }
+  if (const auto groups = doc.find("groups"); groups != doc.end() && groups->is_array()) {
+    for (const json& g : *groups) {
+      if (!g.is_object() || !g.contains("points") || !g.contains("series_count") ||
+          !g["series_count"].is_number_unsigned())
+        throw std::runtime_error("a group in the answer lacks \"series_count\" or \"points\"");
+      const json by_object = g.value("by", json::object());  // labels_of keeps views into it
+      const auto labels = labels_of(by_object);
+      std::string label = "{";
+      for (std::size_t i = 0; i < labels.size(); ++i) {
+        if (i > 0) label += ',';
+        label += storage::format_matcher(storage::Matcher(
+            std::string(labels[i].first), storage::MatchOp::equal, std::string(labels[i].second)));
+      }
+      label += '}';
+      out.push_back({std::move(label), g["series_count"].get<std::uint64_t>(), points_of(g["points"])});
+    }
+    return out;
+  }
+  throw std::runtime_error("the answer has neither \"series\" nor \"groups\"");
 }
 
 std::string format_utc_millis(std::int64_t ms) {
@@ -224,6 +352,41 @@ std::string format_points(const std::vector<QueryPoint>& points, QueryFormat for
   return out;
 }
 
+std::string format_series(const std::vector<QuerySeries>& series, QueryFormat format) {
+  std::string out;
+  std::size_t points = 0;
+  if (format == QueryFormat::csv) {
+    out = "series,ts,value\n";
+    for (const QuerySeries& s : series) {
+      const std::string label = csv_field(s.label);
+      for (const QueryPoint& p : s.points) {
+        out += label;
+        out += ',';
+        out += std::to_string(p.ts);
+        out += ',';
+        if (!std::isnan(p.value)) out += shortest(p.value);
+        out += '\n';
+      }
+    }
+    return out;
+  }
+  for (const QuerySeries& s : series) {
+    out += s.label;
+    if (s.series_count > 0) out += "  (" + std::to_string(s.series_count) + " series)";
+    out += '\n';
+    std::string rows = format_points(s.points, QueryFormat::table);
+    rows.erase(rows.rfind('('));  // the per-series count line: one total below instead
+    out += rows;
+    out += '\n';
+    points += s.points.size();
+  }
+  const bool groups = !series.empty() && series.front().series_count > 0;
+  out += "(" + std::to_string(series.size()) +
+         (groups ? (series.size() == 1 ? " group, " : " groups, ") : " series, ") + std::to_string(points) +
+         (points == 1 ? " point)\n" : " points)\n");
+  return out;
+}
+
 int run_query(const QueryOptions& options) {
   const std::optional<DaemonClient> client =
       DaemonClient::open("query", options.url, options.token, options.timeout_seconds);
@@ -231,19 +394,32 @@ int run_query(const QueryOptions& options) {
   const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
+  const bool select = is_select_query(options);
   std::string body;
   try {
-    body = make_range_request(options, now_ms);
+    body = select ? make_select_request(options, now_ms) : make_range_request(options, now_ms);
   } catch (const std::invalid_argument& e) {
     client->fail(e.what());
     return kExitUsage;
   }
   HttpResponse response;
-  if (const int code = client->call("POST", "/api/v1/query/range", body, response); code != kExitOk)
+  if (const int code =
+          client->call("POST", select ? "/api/v1/query/select" : "/api/v1/query/range", body, response);
+      code != kExitOk)
     return code;
   std::vector<QueryPoint> points;
   try {
-    points = parse_range_answer(response.body);
+    if (!select) {
+      points = parse_range_answer(response.body);
+    } else {
+      const std::vector<QuerySeries> series = parse_select_answer(response.body);  // checks it
+      if (options.format == QueryFormat::json) {
+        std::cout << response.body << (response.body.ends_with('\n') ? "" : "\n") << std::flush;
+      } else {
+        std::cout << format_series(series, options.format) << std::flush;
+      }
+      return kExitOk;
+    }
   } catch (const std::runtime_error& e) {
     client->fail(client->url() + ": unexpected answer: " + e.what());
     return kExitHttpError;

@@ -11,6 +11,8 @@ packages=(
   # the daemon: HTTP (Asio/Beast), JSON, logging, config, arguments, systemd notify
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libtomlplusplus-dev libcli11-dev libsystemd-dev
   libxxhash-dev libsimdjson-dev
+  # label matchers: RE2 regular expressions (fully anchored, as Prometheus)
+  libre2-dev
   pkg-config
   # peer allocators, loaded by bench/compare_allocators.sh through LD_PRELOAD
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev

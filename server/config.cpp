@@ -162,6 +162,8 @@ const std::map<std::string, KeySpec>& key_specs() {
       {"wal_max_file_bytes", integer_key(&Config::wal_max_file_bytes, 64 * 1024, std::int64_t{1} << 40)},
       {"max_line_bytes", integer_key(&Config::max_line_bytes, 256, 64 << 20)},
       {"max_query_points", integer_key(&Config::max_query_points, 1, std::int64_t{1} << 32)},
+      {"max_query_series", integer_key(&Config::max_query_series, 1, std::int64_t{1} << 32)},
+      {"query_threads", integer_key(&Config::query_threads, 0, 256)},
   };
   return specs;
 }

@@ -53,6 +53,8 @@ struct Config {
   std::uint64_t wal_max_file_bytes = std::uint64_t{64} << 20;  // WAL files rotate past this
   std::uint32_t max_line_bytes = 64 * 1024;                    // longer NDJSON lines get 413
   std::uint64_t max_query_points = 1'000'000;                  // larger range answers get 413
+  std::uint64_t max_query_series = 100'000;                    // a selector matching more series gets 413
+  std::uint32_t query_threads = 0;  // threads per many-series query (0 = one per CPU)
 
   std::uint32_t resolved_workers() const noexcept;
   // control_port with -1 resolved (validate() has checked that it is in range).

@@ -112,6 +112,7 @@ storage::EngineOptions engine_options(const Config& config) {
   o.retention_check_interval_ms = config.retention_check_interval_ms;
   o.compaction_interval_ms = config.compaction_interval_ms;
   o.ingest_wait_ms = config.ingest_wait_ms;
+  o.query_threads = config.query_threads;
   return o;
 }
 

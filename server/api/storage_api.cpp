@@ -11,12 +11,14 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
 
 #include "server/storage/engine.hpp"
 #include "server/storage/ingest_parser.hpp"
+#include "server/storage/selector.hpp"
 #include "server/storage/series_key.hpp"
 
 namespace sydra::server {
@@ -146,6 +148,120 @@ void append_integer(std::string& out, std::int64_t v) {
   out.append(buf, end);
 }
 
+// [{"ts": .., "value": ..}, ...]
+void append_points(std::string& out, std::span<const storage::Point> points) {
+  out.reserve(out.size() + 2 + points.size() * 40);
+  out += '[';
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (i > 0) out += ',';
+    out += "{\"ts\":";
+    append_integer(out, points[i].ts);
+    out += ",\"value\":";
+    append_double(out, points[i].value);
+    out += '}';
+  }
+  out += ']';
+}
+
+// {"k": "v", ...} (JSON-escaped; invalid UTF-8 replaced).
+void append_labels(std::string& out, std::span<const std::pair<std::string, std::string>> labels) {
+  json object = json::object();
+  for (const auto& [k, v] : labels) object[k] = v;
+  out += dump(object);
+}
+
+// The fields of a many-series query, from the URL (GET) or a JSON body (POST).
+struct SelectParams {
+  std::optional<std::string> match;
+  std::optional<storage::Timestamp> start, end;
+  std::optional<std::int64_t> step;
+  std::optional<std::string> agg;
+  std::optional<std::string> across;
+  std::vector<std::string> by;
+};
+
+// "host,dc" → {"host", "dc"}; names are trimmed of spaces, empty ones refused.
+std::vector<std::string> split_by(std::string_view text) {
+  std::vector<std::string> out;
+  for (;;) {
+    const auto comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) throw BadRequest{"'by' holds an empty label name"};
+    out.emplace_back(item);
+    if (comma == std::string_view::npos) return out;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+SelectParams select_params_from_query(std::string_view query) {
+  SelectParams p;
+  auto text = [&](const char* name) { return http::find_query_param(query, name); };
+  p.match = text("match");
+  if (auto v = text("start")) p.start = parse_integer<std::int64_t>("start", *v);
+  if (auto v = text("end")) p.end = parse_integer<std::int64_t>("end", *v);
+  if (auto v = text("step")) p.step = parse_integer<std::int64_t>("step", *v);
+  p.agg = text("agg");
+  p.across = text("across");
+  if (auto v = text("by")) p.by = split_by(*v);
+  return p;
+}
+
+SelectParams select_params_from_body(std::string_view body) {
+  const json j = parse_json(body, "the request body");
+  if (!j.is_object()) throw BadRequest{"the request body must be a JSON object"};
+  SelectParams p;
+  auto string_field = [&](const char* name) -> std::optional<std::string> {
+    if (!j.contains(name)) return std::nullopt;
+    if (!j[name].is_string()) throw BadRequest{std::string("'") + name + "' must be a string"};
+    return j[name].get<std::string>();
+  };
+  p.match = string_field("match");
+  if (j.contains("start")) p.start = integer_field<std::int64_t>(j, "start");
+  if (j.contains("end")) p.end = integer_field<std::int64_t>(j, "end");
+  if (j.contains("step")) p.step = integer_field<std::int64_t>(j, "step");
+  p.agg = string_field("agg");
+  p.across = string_field("across");
+  if (j.contains("by")) {
+    const json& by = j["by"];
+    if (by.is_string()) {
+      p.by = split_by(by.get<std::string>());
+    } else if (by.is_array()) {
+      for (const json& label : by) {
+        if (!label.is_string() || label.get<std::string>().empty())
+          throw BadRequest{"'by' must be an array of label names"};
+        p.by.push_back(label.get<std::string>());
+      }
+    } else {
+      throw BadRequest{"'by' must be an array of label names"};
+    }
+  }
+  return p;
+}
+
+// start, end, step and agg — the fields query/range and query/select share — checked
+// into `start`, `end`, `step` and `agg` (step 0 = raw points; with a step, agg defaults to avg).
+template <class Params>
+void check_range_fields(const Params& p, storage::Timestamp& start, storage::Timestamp& end,
+                        std::int64_t& step, storage::Aggregation& agg) {
+  if (!p.start) throw BadRequest{"missing 'start'"};
+  if (!p.end) throw BadRequest{"missing 'end'"};
+  start = *p.start;
+  end = *p.end;
+  if (start > end) throw BadRequest{"'start' is after 'end'"};
+  if (p.step) {
+    if (*p.step <= 0) throw BadRequest{"'step' must be a positive number of milliseconds"};
+    step = *p.step;
+    agg = storage::Aggregation::avg;
+  }
+  if (p.agg) {
+    if (!p.step) throw BadRequest{"'agg' needs 'step'"};
+    if (!storage::parse_aggregation(*p.agg, agg))
+      throw BadRequest{"unknown 'agg' '" + *p.agg + "': expected avg, min, max, sum, count or last"};
+  }
+}
+
 const char* unit_name(storage::TimeUnit unit) {
   switch (unit) {
     case storage::TimeUnit::seconds:
@@ -252,21 +368,7 @@ http::Response StorageApi::query_range(const http::Request& request) const {
     } else {
       throw BadRequest{"missing 'series' or 'series_id'"};
     }
-    if (!p.start) throw BadRequest{"missing 'start'"};
-    if (!p.end) throw BadRequest{"missing 'end'"};
-    q.start = *p.start;
-    q.end = *p.end;
-    if (q.start > q.end) throw BadRequest{"'start' is after 'end'"};
-    if (p.step) {
-      if (*p.step <= 0) throw BadRequest{"'step' must be a positive number of milliseconds"};
-      q.step = *p.step;
-      q.agg = storage::Aggregation::avg;
-    }
-    if (p.agg) {
-      if (!p.step) throw BadRequest{"'agg' needs 'step'"};
-      if (!storage::parse_aggregation(*p.agg, q.agg))
-        throw BadRequest{"unknown 'agg' '" + *p.agg + "': expected avg, min, max, sum, count or last"};
-    }
+    check_range_fields(p, q.start, q.end, q.step, q.agg);
   } catch (const BadRequest& e) {
     return http::json_error(400, e.message);
   }
@@ -278,17 +380,76 @@ http::Response StorageApi::query_range(const http::Request& request) const {
         413, "the answer has more than max_query_points=" + std::to_string(config_.max_query_points) +
                  " points; narrow the range or downsample with 'step'");
   std::string body;
-  body.reserve(2 + points.size() * 40);
-  body += '[';
-  for (std::size_t i = 0; i < points.size(); ++i) {
-    if (i > 0) body += ',';
-    body += "{\"ts\":";
-    append_integer(body, points[i].ts);
-    body += ",\"value\":";
-    append_double(body, points[i].value);
-    body += '}';
+  append_points(body, points);
+  return http::json_ok(std::move(body));
+}
+
+http::Response StorageApi::select(const http::Request& request) const {
+  storage::SelectQuery q;
+  try {
+    const SelectParams p = request.method == "POST" ? select_params_from_body(request.body)
+                                                    : select_params_from_query(request.query);
+    if (!p.match) throw BadRequest{"missing 'match' (a selector such as cpu{host=~\"h1.*\"})"};
+    try {
+      q.matchers = storage::parse_selector(*p.match);
+    } catch (const storage::SelectorError& e) {
+      throw BadRequest{e.what()};
+    }
+    check_range_fields(p, q.start, q.end, q.step, q.agg);
+    if (p.across) {
+      if (!storage::parse_aggregation(*p.across, q.across) || !storage::combines_series(q.across))
+        throw BadRequest{"unknown 'across' '" + *p.across + "': expected sum, avg, min, max or count"};
+    }
+    if (!p.by.empty() && !p.across) throw BadRequest{"'by' needs 'across'"};
+    q.by = p.by;
+  } catch (const BadRequest& e) {
+    return http::json_error(400, e.message);
   }
-  body += ']';
+  q.max_series = config_.max_query_series;
+  q.max_points = config_.max_query_points;
+
+  const storage::SelectResult result = engine_.select(q);
+  if (result.status == storage::SelectStatus::too_many_series)
+    return http::json_error(
+        413, "the selector matches " + std::to_string(result.matched_series) +
+                 " series, more than max_query_series=" + std::to_string(config_.max_query_series) +
+                 "; narrow it with more matchers");
+  if (result.status == storage::SelectStatus::too_many_points)
+    return http::json_error(
+        413, "the answer has more than max_query_points=" + std::to_string(config_.max_query_points) +
+                 " points; narrow the range or the selector, or downsample with a larger 'step'");
+
+  std::string body;
+  if (q.across == storage::Aggregation::none) {
+    body += "{\"series\":[";
+    for (std::size_t i = 0; i < result.series.size(); ++i) {
+      const storage::SeriesPointsResult& s = result.series[i];
+      if (i > 0) body += ',';
+      body += "{\"id\":";
+      body += std::to_string(s.series.id);
+      body += ",\"series\":";
+      body += dump(s.series.name);
+      body += ",\"tags\":";
+      append_labels(body, s.series.tags);
+      body += ",\"points\":";
+      append_points(body, s.points);
+      body += '}';
+    }
+  } else {
+    body += "{\"groups\":[";
+    for (std::size_t i = 0; i < result.groups.size(); ++i) {
+      const storage::GroupResult& g = result.groups[i];
+      if (i > 0) body += ',';
+      body += "{\"by\":";
+      append_labels(body, g.labels);
+      body += ",\"series_count\":";
+      body += std::to_string(g.series);
+      body += ",\"points\":";
+      append_points(body, g.points);
+      body += '}';
+    }
+  }
+  body += "]}";
   return http::json_ok(std::move(body));
 }
 

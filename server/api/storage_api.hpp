@@ -4,6 +4,8 @@
 //   POST     /api/v1/ingest        NDJSON body (?precision=s|ms|us|ns) → {"ingested","rejected",
 //                                  "errors"[,"warnings"]}
 //   GET|POST /api/v1/query/range   one series' points in [start, end], optionally downsampled
+//   GET|POST /api/v1/query/select  many series by a selector (matchers over the tag index),
+//                                  optionally downsampled and aggregated across series by labels
 //   POST     /api/v1/query/find    series ids by tags (and/or)
 //   GET      /api/v1/series        every series with its tags (?series=NAME, ?tags={...} filter)
 //
@@ -45,6 +47,7 @@ class StorageApi {
   // Parses into the worker's batch with its parser, and stores through its scratch buffers.
   http::Response ingest(const http::Request& request, WorkerContext& worker) const;
   http::Response query_range(const http::Request& request) const;
+  http::Response select(const http::Request& request) const;
   http::Response find(const http::Request& request) const;
   http::Response series(const http::Request& request) const;
 

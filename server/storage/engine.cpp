@@ -1,13 +1,13 @@
 #include "server/storage/engine.hpp"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <bit>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
@@ -15,260 +15,38 @@
 #include <unordered_map>
 
 #include "server/storage/memtable.hpp"
+#include "server/storage/merge.hpp"
+#include "server/storage/query_pool.hpp"
 #include "server/storage/segment_store.hpp"
 #include "server/storage/series_key.hpp"
+#include "server/storage/wal_record.hpp"
 
 namespace sydra::storage {
-
-static_assert(std::endian::native == std::endian::little, "the WAL record format is little-endian");
-
-bool parse_aggregation(std::string_view text, Aggregation& out) noexcept {
-  static constexpr std::pair<std::string_view, Aggregation> kNames[] = {
-      {"avg", Aggregation::avg}, {"min", Aggregation::min},     {"max", Aggregation::max},
-      {"sum", Aggregation::sum}, {"count", Aggregation::count}, {"last", Aggregation::last}};
-  for (const auto& [name, agg] : kNames)
-    if (text == name) {
-      out = agg;
-      return true;
-    }
-  return false;
-}
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint32_t kRecordVersion = 1;
-constexpr std::size_t kRecordHeader = 8;
-constexpr std::size_t kRunHeader = 16;
-
-// ---- the WAL record: encoding and decoding -----------------------------------------------
-
-struct Run {
-  SeriesId id;
-  std::string_view key;
-  std::size_t begin;  // into the points scratch
-  std::size_t end;
-};
-
-template <class T>
-void put(std::vector<std::byte>& out, std::size_t& at, T v) noexcept {
-  std::memcpy(out.data() + at, &v, sizeof v);
-  at += sizeof v;
-}
-
-void encode_record(std::span<const Run> runs, std::span<const Point> points, std::vector<std::byte>& out) {
-  std::size_t size = kRecordHeader;
-  for (const Run& r : runs) size += kRunHeader + r.key.size() + (r.end - r.begin) * sizeof(Point);
-  out.resize(size);
-  std::size_t at = 0;
-  put(out, at, kRecordVersion);
-  put(out, at, static_cast<std::uint32_t>(runs.size()));
-  for (const Run& r : runs) {
-    put(out, at, r.id);
-    put(out, at, static_cast<std::uint32_t>(r.key.size()));
-    put(out, at, static_cast<std::uint32_t>(r.end - r.begin));
-    std::memcpy(out.data() + at, r.key.data(), r.key.size());
-    at += r.key.size();
-    const std::size_t bytes = (r.end - r.begin) * sizeof(Point);
-    std::memcpy(out.data() + at, points.data() + r.begin, bytes);
-    at += bytes;
-  }
-}
-
-// Calls fn(id, key, points) per run. Throws std::runtime_error on a malformed payload (a
-// record that passed its CRC but does not decode: a different version or a bug).
-template <class Fn>
-void decode_record(Lsn lsn, std::span<const std::byte> payload, std::vector<Point>& scratch, Fn&& fn) {
-  auto fail = [&](const char* why) {
-    throw std::runtime_error("WAL record " + std::to_string(lsn) + " does not decode: " + why);
-  };
-  std::size_t at = 0;
-  auto get = [&](auto& v) {
-    if (payload.size() - at < sizeof v) fail("truncated");
-    std::memcpy(&v, payload.data() + at, sizeof v);
-    at += sizeof v;
-  };
-  std::uint32_t version = 0, runs = 0;
-  get(version);
-  if (version != kRecordVersion) fail("unknown version");
-  get(runs);
-  for (std::uint32_t i = 0; i < runs; ++i) {
-    SeriesId id = 0;
-    std::uint32_t key_size = 0, count = 0;
-    get(id);
-    get(key_size);
-    get(count);
-    if (payload.size() - at < key_size) fail("truncated key");
-    std::string_view key(reinterpret_cast<const char*>(payload.data() + at), key_size);
-    at += key_size;
-    if ((payload.size() - at) / sizeof(Point) < count) fail("truncated points");
-    scratch.resize(count);
-    std::memcpy(scratch.data(), payload.data() + at, std::size_t{count} * sizeof(Point));
-    at += std::size_t{count} * sizeof(Point);
-    fn(id, key, std::span<const Point>(scratch));
-  }
-  if (at != payload.size()) fail("trailing bytes");
-}
-
-// ---- the series catalog --------------------------------------------------------------------
-
-// Every series the engine knows (segments, WAL, memtable) with an inverted index of its tag
-// pairs. Written once per series per memtable generation (when the memtable creates its
-// node), read by find and list: a shared mutex is enough off the per-point path.
-class Catalog {
- public:
-  void add(SeriesId id, std::string_view key) {
-    {
-      std::shared_lock<std::shared_mutex> lock(mutex_);
-      if (keys_.contains(id)) return;
-    }
-    std::unique_lock<std::shared_mutex> lock(mutex_);
-    auto [it, inserted] = keys_.try_emplace(id, key);
-    if (!inserted) {
-      if (it->second != key)
-        spdlog::warn("series id {} is shared by two keys (a hash collision): queries may mix them", id);
-      return;
-    }
-    const SeriesKeyView view = split_canonical_key(it->second);
-    for (const auto& [k, v] : view.tags) postings_[posting_key(k, v)].push_back(id);
-  }
-
-  std::vector<SeriesId> find(std::span<const std::pair<std::string, std::string>> tags, bool any) const {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
-    std::vector<SeriesId> out;
-    if (tags.empty()) {
-      if (!any)
-        for (const auto& [id, key] : keys_) out.push_back(id);
-      std::sort(out.begin(), out.end());
-      return out;
-    }
-    bool first = true;
-    for (const auto& [k, v] : tags) {
-      auto it = postings_.find(posting_key(k, v));
-      std::vector<SeriesId> ids;
-      if (it != postings_.end()) ids = it->second;
-      std::sort(ids.begin(), ids.end());
-      if (first) {
-        out = std::move(ids);
-        first = false;
-        continue;
-      }
-      std::vector<SeriesId> merged;
-      if (any) {
-        std::set_union(out.begin(), out.end(), ids.begin(), ids.end(), std::back_inserter(merged));
-      } else {
-        std::set_intersection(out.begin(), out.end(), ids.begin(), ids.end(), std::back_inserter(merged));
-      }
-      out = std::move(merged);
-    }
-    return out;
-  }
-
-  std::vector<SeriesInfo> list() const {
-    std::vector<std::pair<std::string_view, SeriesId>> order;
-    std::shared_lock<std::shared_mutex> lock(mutex_);
-    order.reserve(keys_.size());
-    for (const auto& [id, key] : keys_) order.emplace_back(key, id);
-    std::sort(order.begin(), order.end());
-    std::vector<SeriesInfo> out;
-    out.reserve(order.size());
-    for (const auto& [key, id] : order) {
-      const SeriesKeyView view = split_canonical_key(key);
-      SeriesInfo info;
-      info.id = id;
-      info.name = std::string(view.name);
-      for (const auto& [k, v] : view.tags) info.tags.emplace_back(std::string(k), std::string(v));
-      out.push_back(std::move(info));
-    }
-    return out;
-  }
-
-  std::uint64_t size() const {
-    std::shared_lock<std::shared_mutex> lock(mutex_);
-    return keys_.size();
-  }
-
- private:
-  static std::string posting_key(std::string_view k, std::string_view v) {
-    std::string s;
-    s.reserve(k.size() + 1 + v.size());
-    s.append(k);
-    s.push_back('\0');
-    s.append(v);
-    return s;
-  }
-
-  mutable std::shared_mutex mutex_;
-  std::unordered_map<SeriesId, std::string> keys_;
-  std::unordered_map<std::string, std::vector<SeriesId>> postings_;
-};
-
-// Sorted by ts, equal timestamps resolved to the last one (the input is oldest first).
-void sort_last_wins(std::vector<Point>& points) {
-  std::stable_sort(points.begin(), points.end(), [](const Point& a, const Point& b) { return a.ts < b.ts; });
-  std::size_t w = 0;
-  for (std::size_t r = 0; r < points.size(); ++r) {
-    if (w > 0 && points[w - 1].ts == points[r].ts) {
-      points[w - 1] = points[r];
-    } else {
-      points[w++] = points[r];
-    }
-  }
-  points.resize(w);
-}
-
-// The start of the step-wide bucket holding ts (floor division; exact for negative ts).
-Timestamp bucket_of(Timestamp ts, std::int64_t step) noexcept {
-  const __int128 t = ts;
-  __int128 q = t / step;
-  if (t % step != 0 && t < 0) --q;
-  const __int128 b = q * step;
-  return b < INT64_MIN ? INT64_MIN : static_cast<Timestamp>(b);
-}
-
-void downsample(std::span<const Point> sorted, std::int64_t step, Aggregation agg, std::vector<Point>& out) {
-  std::size_t i = 0;
-  while (i < sorted.size()) {
-    const Timestamp bucket = bucket_of(sorted[i].ts, step);
-    double sum = 0, mn = sorted[i].value, mx = sorted[i].value, last = sorted[i].value;
-    std::uint64_t count = 0;
-    for (; i < sorted.size() && bucket_of(sorted[i].ts, step) == bucket; ++i) {
-      const double v = sorted[i].value;
-      sum += v;
-      mn = std::min(mn, v);
-      mx = std::max(mx, v);
-      last = v;
-      ++count;
-    }
-    double value = 0;
-    switch (agg) {
-      case Aggregation::avg:
-        value = sum / static_cast<double>(count);
-        break;
-      case Aggregation::min:
-        value = mn;
-        break;
-      case Aggregation::max:
-        value = mx;
-        break;
-      case Aggregation::sum:
-        value = sum;
-        break;
-      case Aggregation::count:
-        value = static_cast<double>(count);
-        break;
-      case Aggregation::last:
-      case Aggregation::none:
-        value = last;
-        break;
-    }
-    out.push_back({bucket, value});
-  }
-}
-
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Gives the C heap's free pages back to the OS when much of it is free. Buffers larger than
+// the allocator's small classes (request bodies, query answers, a segment's encoding) come
+// from glibc, which keeps what is freed in its arenas — the per-thread ones above all —
+// until told otherwise: the daemon's RSS stayed near its peak after the memtable was
+// flushed. malloc_trim takes each arena's lock while it walks it (up to a few milliseconds
+// on a busy heap), so the background thread calls this only once the engine has been quiet
+// for a whole flush period after some activity (see trim_when_quiet), and it trims only
+// past kTrimAboveBytes of free heap.
+void release_free_heap() {
+#if defined(__GLIBC__)
+  constexpr std::size_t kTrimAboveBytes = std::size_t{8} << 20;
+  if (::mallinfo2().fordblks < kTrimAboveBytes) return;
+  const auto start = Clock::now();
+  ::malloc_trim(0);
+  spdlog::debug("malloc_trim: {:.3f} ms", seconds_since(start) * 1e3);
+#endif
 }
 
 Timestamp system_now_ms() {
@@ -280,13 +58,21 @@ Timestamp system_now_ms() {
 }  // namespace
 
 struct Engine::Impl {
-  Impl(const EngineOptions& o, alloc::SmallPoolAllocator& a) : options(o), allocator(a) {}
+  Impl(const EngineOptions& o, alloc::SmallPoolAllocator& a)
+      : options(o), allocator(a), pool(helpers_for(o.query_threads)) {}
+
+  static unsigned helpers_for(std::uint32_t query_threads) {
+    const unsigned threads =
+        query_threads != 0 ? query_threads : std::max(1u, std::thread::hardware_concurrency());
+    return threads - 1;
+  }
 
   EngineOptions options;
   alloc::SmallPoolAllocator& allocator;
   std::unique_ptr<SegmentStore> segments;
   std::unique_ptr<Wal> wal;
-  Catalog catalog;
+  SeriesIndex index;
+  mutable QueryPool pool;
 
   // Generations: two memtables that take turns. `active` and `flushing` are read by
   // lock-free readers; they change only under the exclusive side of gen_mutex.
@@ -295,7 +81,7 @@ struct Engine::Impl {
   std::atomic<Memtable*> flushing{nullptr};
   // Generation swaps so far. A flushed generation is reset and becomes the next spare, so a
   // reader that held its pointer across two swaps could read it reused as the new active
-  // one and miss the points in between: query_range reads again when a swap happened
+  // one and miss the points in between: read_points reads again when a swap happened
   // during its read (swaps are rare: one per flush).
   std::atomic<std::uint64_t> swaps{0};
   Memtable* spare = nullptr;  // under flush_mutex
@@ -315,35 +101,69 @@ struct Engine::Impl {
 
   // Counters.
   std::atomic<std::uint64_t> ingest_requests{0}, ingest_points{0}, ingest_rejected{0}, ingest_busy{0};
+  mutable std::atomic<std::uint64_t> queries{0};  // query_range and select calls
+  // The background thread's view of activity, for trim_when_quiet.
+  std::uint64_t activity_seen = 0;
+  bool trim_due = false;
   std::atomic<std::uint64_t> flushes{0}, flush_failures{0}, flush_points{0}, flush_ns{0};
 
   Timestamp now_ms() const { return options.now_ms ? options.now_ms() : system_now_ms(); }
 
   void insert(Memtable& m, SeriesId id, std::string_view key, std::span<const Point> points) {
-    if (m.append(id, key, points)) catalog.add(id, key);
+    if (m.append(id, key, points)) index.add(id, key);
   }
 
-  // Writes `m` (no writers) as one segment with flushed lsn `lsn`. Throws on I/O failure.
-  std::uint64_t write_segment(const Memtable& m, Lsn lsn) {
-    std::vector<std::vector<Point>> storage;
-    std::vector<std::string> keys;
-    std::vector<SeriesId> ids;
-    m.for_each_sorted([&](SeriesId id, std::string_view key, std::vector<Point>& points) {
-      ids.push_back(id);
-      keys.emplace_back(key);
-      storage.push_back(std::move(points));
-    });
-    std::vector<SeriesPoints> series;
-    series.reserve(ids.size());
-    std::uint64_t points = 0;
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      series.push_back(SeriesPoints{ids[i], keys[i], storage[i]});
-      points += storage[i].size();
+  // Per-thread buffers of one series' read, reused from series to series.
+  struct ReadScratch {
+    std::vector<Point> active;
+    std::vector<Point> flushing;
+    std::vector<std::size_t> run_ends;  // of the segments' runs in the output
+  };
+
+  // The points of `id` in [start, end] from every source, sorted by ts, one per ts (the
+  // newest write wins), replacing `out`.
+  void read_points(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out,
+                   ReadScratch& scratch) const {
+    out.clear();
+    if (start > end) return;
+    for (;;) {
+      scratch.active.clear();
+      scratch.flushing.clear();
+      scratch.run_ends.clear();
+      out.clear();
+      const std::uint64_t swaps_before = swaps.load();
+      {
+        // Active first, then flushing, then the segments: see the essay in engine.hpp.
+        alloc::SmallPoolAllocator::EpochGuard guard(allocator);
+        active.load()->read(id, start, end, scratch.active);
+        if (const Memtable* f = flushing.load()) f->read(id, start, end, scratch.flushing);
+      }
+      segments->read(id, start, end, out, &scratch.run_ends);
+      if (swaps.load() == swaps_before) break;  // no generation was recycled under us
     }
-    // Segment order by id keeps segment files deterministic for a given memtable.
-    std::sort(series.begin(), series.end(),
-              [](const SeriesPoints& a, const SeriesPoints& b) { return a.id < b.id; });
-    segments->add(series, lsn);
+    if (scratch.active.empty() && scratch.flushing.empty()) {
+      sort_runs_last_wins(out, scratch.run_ends);  // segments only: their runs are sorted
+      return;
+    }
+    out.insert(out.end(), scratch.flushing.begin(), scratch.flushing.end());
+    out.insert(out.end(), scratch.active.begin(), scratch.active.end());
+    sort_last_wins(out);
+  }
+
+  SelectResult select(const SelectQuery& q) const;
+
+  // Writes `m` (no writers) as one segment with flushed lsn `lsn`, one series at a time (the
+  // flush holds one series' points, not a copy of the generation). Throws on I/O failure.
+  std::uint64_t write_segment(const Memtable& m, Lsn lsn) {
+    std::uint64_t points = 0;
+    segments->add_streamed(
+        [&](const SegmentStore::SeriesEmit& emit) {
+          m.for_each_sorted([&](SeriesId id, std::string_view key, std::vector<Point>& series_points) {
+            points += series_points.size();
+            emit(id, key, series_points);
+          });
+        },
+        lsn);
     return points;
   }
 
@@ -455,6 +275,7 @@ struct Engine::Impl {
           if (active.load()->bytes() >= options.memtable_max_bytes) flush_locked();
         }
         last_flush = Clock::now();
+        trim_when_quiet();
       }
       if (options.retention_days > 0 && now >= next_retention) {
         apply_retention();
@@ -469,6 +290,22 @@ struct Engine::Impl {
         next_compaction = now + std::chrono::milliseconds(options.compaction_interval_ms);
       }
     }
+  }
+
+  // Once per flush period, on the background thread: after a burst of ingest or queries,
+  // the first period without any gives glibc's free heap back (release_free_heap). Under
+  // steady load nothing is trimmed: the heap stays at its working size.
+  void trim_when_quiet() {
+    const std::uint64_t activity =
+        ingest_requests.load(std::memory_order_relaxed) + queries.load(std::memory_order_relaxed);
+    if (activity != activity_seen) {
+      activity_seen = activity;
+      trim_due = true;
+      return;
+    }
+    if (!trim_due) return;
+    trim_due = false;
+    release_free_heap();
   }
 
   std::size_t apply_retention() {
@@ -497,6 +334,109 @@ struct Engine::Impl {
   }
 };
 
+SelectResult Engine::Impl::select(const SelectQuery& q) const {
+  SelectResult result;
+  std::vector<SelectedSeries> chosen;
+  if (index.select(q.matchers, q.max_series, chosen, &result.matched_series) ==
+      SeriesIndex::SelectStatus::too_many) {
+    result.status = SelectStatus::too_many_series;
+    return result;
+  }
+  if (chosen.empty() || q.start > q.end) return result;
+
+  // Groups: one per distinct combination of the `by` values ("" = absent), numbered in
+  // first-seen order, answered in key order.
+  const bool combine = q.across != Aggregation::none;
+  std::vector<std::size_t> group_of(combine ? chosen.size() : 0);
+  std::map<std::vector<std::string>, std::size_t> groups_by_key;
+  if (combine) {
+    std::vector<std::string> key(q.by.size());
+    for (std::size_t i = 0; i < chosen.size(); ++i) {
+      const SeriesKeyView view = split_canonical_key(chosen[i].key);
+      const SeriesLabels labels{view.name, view.tags};
+      for (std::size_t b = 0; b < q.by.size(); ++b) key[b] = std::string(labels.value(q.by[b]));
+      group_of[i] = groups_by_key.try_emplace(key, groups_by_key.size()).first->second;
+    }
+  }
+
+  // Each slot (the asking thread, each helper) reads into its own buffers and combines into
+  // its own partial groups; they are merged at the end.
+  struct Slot {
+    ReadScratch read;
+    std::vector<Point> raw;
+    std::vector<Point> sampled;
+    std::vector<StepCombiner> groups;
+    std::size_t cells = 0;  // buckets across this slot's groups
+  };
+  std::vector<Slot> slots(pool.slots());
+  if (combine)
+    for (Slot& slot : slots) slot.groups.assign(groups_by_key.size(), StepCombiner(q.across));
+  std::vector<std::vector<Point>> per_series(combine ? 0 : chosen.size());
+  std::atomic<std::size_t> answer_points{0};
+  std::atomic<bool> too_many_points{false};
+
+  pool.run(chosen.size(), [&](std::size_t i, unsigned slot_index) {
+    if (too_many_points.load(std::memory_order_relaxed)) return;
+    Slot& slot = slots[slot_index];
+    std::vector<Point>& points = combine ? slot.sampled : per_series[i];
+    if (q.step > 0) {
+      read_points(chosen[i].id, q.start, q.end, slot.raw, slot.read);
+      points.clear();
+      downsample(slot.raw, q.step, q.agg, points);
+    } else {
+      read_points(chosen[i].id, q.start, q.end, points, slot.read);
+    }
+    if (points.empty()) return;
+    if (combine) {
+      // A partial group never has more buckets than the group it merges into: bounding the
+      // partials bounds the work before the answer is known.
+      StepCombiner& group = slot.groups[group_of[i]];
+      const std::size_t before = group.size();
+      group.add(points);
+      slot.cells += group.size() - before;
+      if (slot.cells > q.max_points) too_many_points.store(true, std::memory_order_relaxed);
+    } else if (answer_points.fetch_add(points.size(), std::memory_order_relaxed) + points.size() >
+               q.max_points) {
+      too_many_points.store(true, std::memory_order_relaxed);
+    }
+  });
+  if (too_many_points.load()) {
+    result.status = SelectStatus::too_many_points;
+    return result;
+  }
+
+  if (!combine) {
+    for (std::size_t i = 0; i < chosen.size(); ++i) {
+      if (per_series[i].empty()) continue;
+      const SeriesKeyView view = split_canonical_key(chosen[i].key);
+      SeriesPointsResult& r = result.series.emplace_back();
+      r.series.id = chosen[i].id;
+      r.series.name = std::string(view.name);
+      for (const auto& [k, v] : view.tags) r.series.tags.emplace_back(std::string(k), std::string(v));
+      r.points = std::move(per_series[i]);
+    }
+    return result;
+  }
+  std::size_t total = 0;
+  for (const auto& [key, g] : groups_by_key) {
+    StepCombiner& merged = slots[0].groups[g];
+    for (std::size_t s = 1; s < slots.size(); ++s) merged.merge(slots[s].groups[g]);
+    if (merged.size() == 0) continue;
+    total += merged.size();
+    if (total > q.max_points) {
+      result.status = SelectStatus::too_many_points;
+      result.groups.clear();
+      return result;
+    }
+    GroupResult& r = result.groups.emplace_back();
+    for (std::size_t b = 0; b < q.by.size(); ++b)
+      if (!key[b].empty()) r.labels.emplace_back(q.by[b], key[b]);
+    r.series = merged.series();
+    merged.finish(r.points);
+  }
+  return result;
+}
+
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() {
@@ -512,7 +452,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& options, alloc::SmallP
   Impl& s = *impl;
   const std::filesystem::path dir(options.data_dir);
   s.segments = SegmentStore::open((dir / "segments").string());
-  s.segments->for_each_series([&](SeriesId id, std::string_view key) { s.catalog.add(id, key); });
+  s.segments->for_each_series([&](SeriesId id, std::string_view key) { s.index.add(id, key); });
 
   s.gens[0] = std::make_unique<Memtable>(allocator);
   s.gens[1] = std::make_unique<Memtable>(allocator);
@@ -528,10 +468,10 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& options, alloc::SmallP
   const WalReplayResult replay =
       replay_wal((dir / "wal").string(), flushed, [&](Lsn lsn, std::span<const std::byte> payload) {
         Memtable& m = *s.active.load();
-        decode_record(lsn, payload, scratch,
-                      [&](SeriesId id, std::string_view key, std::span<const Point> points) {
-                        s.insert(m, id, key, points);
-                      });
+        decode_wal_record(lsn, payload, scratch,
+                          [&](SeriesId id, std::string_view key, std::span<const Point> points) {
+                            s.insert(m, id, key, points);
+                          });
         replayed_to = lsn;
         if (m.bytes() >= options.memtable_max_bytes) {
           s.write_segment(m, lsn);
@@ -557,7 +497,7 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& options, alloc::SmallP
 
 struct IngestScratch::Buffers {
   std::vector<Point> points;
-  std::vector<Run> runs;
+  std::vector<WalRun> runs;
   std::vector<std::byte> payload;
 };
 
@@ -588,17 +528,17 @@ IngestOutcome Engine::ingest(const ParsedBatch& batch, IngestScratch& scratch) {
   points.reserve(batch.points.size());
   for (const ParsedPoint& p : batch.points) {
     if (runs.empty() || runs.back().id != p.id)
-      runs.push_back(Run{p.id, batch.key(p), points.size(), points.size()});
+      runs.push_back(WalRun{p.id, batch.key(p), points.size(), points.size()});
     points.push_back(Point{p.ts, p.value});
     ++runs.back().end;
   }
-  encode_record(runs, points, payload);
+  encode_wal_record(runs, points, payload);
 
   {
     std::shared_lock<std::shared_mutex> lock(s.gen_mutex);
     outcome.lsn = s.wal->append(payload);
     Memtable& m = *s.active.load();
-    for (const Run& r : runs)
+    for (const WalRun& r : runs)
       s.insert(m, r.id, r.key, std::span<const Point>(points).subspan(r.begin, r.end - r.begin));
   }
   if (s.options.sync == SyncMode::always) s.wal->wait_durable(outcome.lsn);
@@ -610,29 +550,13 @@ IngestOutcome Engine::ingest(const ParsedBatch& batch, IngestScratch& scratch) {
 
 QueryStatus Engine::query_range(const RangeQuery& q, std::vector<Point>& out) const {
   const Impl& s = *impl_;
+  s.queries.fetch_add(1, std::memory_order_relaxed);
   out.clear();
-  if (q.start > q.end) return QueryStatus::ok;
-  std::vector<Point> active_points, flushing_points;
   std::vector<Point> merged;
-  for (;;) {
-    active_points.clear();
-    flushing_points.clear();
-    merged.clear();
-    const std::uint64_t swaps_before = s.swaps.load();
-    {
-      // Active first, then flushing, then the segments: see the essay in engine.hpp.
-      alloc::SmallPoolAllocator::EpochGuard guard(s.allocator);
-      s.active.load()->read(q.id, q.start, q.end, active_points);
-      if (const Memtable* f = s.flushing.load()) f->read(q.id, q.start, q.end, flushing_points);
-    }
-    s.segments->read(q.id, q.start, q.end, merged);
-    if (s.swaps.load() == swaps_before) break;  // no generation was recycled under us
-  }
-  merged.insert(merged.end(), flushing_points.begin(), flushing_points.end());
-  merged.insert(merged.end(), active_points.begin(), active_points.end());
-  sort_last_wins(merged);
+  Impl::ReadScratch scratch;
+  s.read_points(q.id, q.start, q.end, merged, scratch);
   if (q.step > 0) {
-    downsample(merged, q.step, q.agg == Aggregation::none ? Aggregation::last : q.agg, out);
+    downsample(merged, q.step, q.agg, out);
   } else {
     out = std::move(merged);
   }
@@ -643,17 +567,28 @@ QueryStatus Engine::query_range(const RangeQuery& q, std::vector<Point>& out) co
   return QueryStatus::ok;
 }
 
+SelectResult Engine::select(const SelectQuery& q) const {
+  impl_->queries.fetch_add(1, std::memory_order_relaxed);
+  return impl_->select(q);
+}
+
+SeriesIndex::SelectStatus Engine::select_series(std::span<const Matcher> matchers, std::size_t limit,
+                                                std::vector<SelectedSeries>& out,
+                                                std::size_t* matched) const {
+  return impl_->index.select(matchers, limit, out, matched);
+}
+
 std::vector<SeriesId> Engine::find(std::span<const std::pair<std::string, std::string>> tags,
                                    bool any) const {
-  return impl_->catalog.find(tags, any);
+  return impl_->index.find(tags, any);
 }
 
 std::vector<SeriesInfo> Engine::list_series() const {
-  return impl_->catalog.list();
+  return impl_->index.list();
 }
 
 std::uint64_t Engine::series_count() const {
-  return impl_->catalog.size();
+  return impl_->index.size();
 }
 
 bool Engine::flush() {
@@ -717,7 +652,7 @@ EngineStats Engine::stats() const {
   st.segment_points = seg.points;
   st.compactions = seg.compactions;
   st.retention_dropped_segments = seg.segments_expired;
-  st.series = s.catalog.size();
+  st.series = s.index.size();
   return st;
 }
 

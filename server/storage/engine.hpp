@@ -24,20 +24,21 @@
 //   flusher cannot keep up (the previous flush is still writing), ingest waits up to
 //   ingest_wait_ms for room and then answers IngestStatus::busy without storing anything.
 //
-// Read path (query_range, any thread)
+// Read path (query_range, select; any thread)
 //   Lock-free: inside an epoch section, the active generation, then the flushing one, then
 //   the segments (in that order, so that a generation that finishes flushing meanwhile is
 //   found in the segments). Merged with equal timestamps resolved newest-wins: memtable
-//   over segments, active over flushing, later appends over earlier ones.
+//   over segments, active over flushing, later appends over earlier ones (merge.hpp).
+//   A many-series query (select) takes its series from the tag index (series_index.hpp),
+//   then reads, downsamples and combines them on the asking thread and the query pool's
+//   helpers together (query_pool.hpp).
 //
 // Recovery (Engine::open)
 //   Open the segments; rebuild the series catalog from them; replay the WAL after the
 //   segments' flushed lsn into the memtable (flushing to a segment whenever the memtable
 //   passes its bound); open the WAL for appending; apply retention once.
 //
-// WAL record payload (little-endian, version 1):
-//   u32 version | u32 run count | run*
-//   run = u64 series id | u32 key bytes | u32 point count | key | (i64 ts, f64 value)*
+// The WAL record payload is in wal_record.hpp; downsampling and aggregation in downsample.hpp.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +52,10 @@
 #include <vector>
 
 #include "alloc/small_pool_allocator.hpp"
+#include "server/storage/downsample.hpp"
 #include "server/storage/ingest_parser.hpp"
+#include "server/storage/matcher.hpp"
+#include "server/storage/series_index.hpp"
 #include "server/storage/types.hpp"
 #include "server/storage/wal.hpp"
 
@@ -69,13 +73,12 @@ struct EngineOptions {
   std::uint32_t compaction_interval_ms = 60'000;  // 0 = no background compaction
   std::uint32_t ingest_wait_ms = 2000;            // how long ingest waits for memtable room
   bool background = true;                         // run the background thread (flush, retention, compaction)
+  // Threads that work on one many-series query, the asking thread included (the engine runs
+  // query_threads - 1 helpers); 0 = one per CPU.
+  std::uint32_t query_threads = 0;
   // Wall clock in milliseconds since the Unix epoch (retention); the system clock if empty.
   std::function<Timestamp()> now_ms;
 };
-
-enum class Aggregation { none, avg, min, max, sum, count, last };
-// "avg", "min", "max", "sum", "count", "last" → true.
-bool parse_aggregation(std::string_view text, Aggregation& out) noexcept;
 
 struct RangeQuery {
   SeriesId id = 0;
@@ -100,10 +103,43 @@ struct IngestOutcome {
   Lsn lsn = 0;  // the batch's WAL record (0 when it had no points)
 };
 
-struct SeriesInfo {
-  SeriesId id = 0;
-  std::string name;
-  std::vector<std::pair<std::string, std::string>> tags;  // sorted by key
+// A many-series query: the series the matchers select, their points in [start, end],
+// optionally downsampled per series and combined across series per step.
+struct SelectQuery {
+  std::vector<Matcher> matchers;  // all must match; the selector of selector.hpp
+  Timestamp start = 0;            // inclusive
+  Timestamp end = 0;              // inclusive
+  std::int64_t step = 0;          // downsampling as in RangeQuery; 0 = raw points
+  Aggregation agg = Aggregation::none;
+  // sum, avg, min, max or count: combine the (downsampled) series bucket by bucket, one
+  // group per distinct combination of the `by` labels' values (`__name__` allowed; none = one
+  // group). Without step, points combine where their timestamps are equal.
+  Aggregation across = Aggregation::none;
+  std::vector<std::string> by;
+  std::size_t max_series = SIZE_MAX;  // more series selected → SelectStatus::too_many_series
+  std::size_t max_points = SIZE_MAX;  // more points in the answer → SelectStatus::too_many_points
+};
+
+struct SeriesPointsResult {
+  SeriesInfo series;
+  std::vector<Point> points;
+};
+
+struct GroupResult {
+  std::vector<std::pair<std::string, std::string>> labels;  // the `by` labels it has, in `by` order
+  std::uint64_t series = 0;                                 // series combined into it
+  std::vector<Point> points;
+};
+
+enum class SelectStatus { ok, too_many_series, too_many_points };
+
+struct SelectResult {
+  SelectStatus status = SelectStatus::ok;
+  std::size_t matched_series = 0;  // selected by the matchers (also when over max_series)
+  // Without `across`: every selected series with at least one point in range, sorted by
+  // canonical key. With it: the groups that have points, sorted by their label values.
+  std::vector<SeriesPointsResult> series;
+  std::vector<GroupResult> groups;
 };
 
 struct EngineStats {
@@ -177,6 +213,14 @@ class Engine {
   // The points of q.id in [q.start, q.end], sorted by ts, one per ts, downsampled when
   // q.step > 0. Non-finite aggregates (e.g. a sum past the double range) are kept as is.
   QueryStatus query_range(const RangeQuery& q, std::vector<Point>& out) const;
+  // A many-series query (see SelectQuery). Throws SegmentCorruption when a block it reads
+  // fails its checksum.
+  SelectResult select(const SelectQuery& q) const;
+  // The series the matchers select, sorted by canonical key; more than `limit` →
+  // too_many (`matched` says how many).
+  SeriesIndex::SelectStatus select_series(std::span<const Matcher> matchers, std::size_t limit,
+                                          std::vector<SelectedSeries>& out,
+                                          std::size_t* matched = nullptr) const;
   // Series having all (any = false) or any (any = true) of the tag pairs; sorted ids.
   // No tags: every series for "all", none for "any".
   std::vector<SeriesId> find(std::span<const std::pair<std::string, std::string>> tags, bool any) const;

@@ -5,6 +5,8 @@
 #include <new>
 #include <thread>
 
+#include "server/storage/merge.hpp"
+
 namespace sydra::storage {
 
 namespace {
@@ -238,35 +240,21 @@ void Memtable::for_each_series(const std::function<void(SeriesId, std::string_vi
 void Memtable::for_each_sorted(
     const std::function<void(SeriesId, std::string_view, std::vector<Point>&)>& fn) const {
   const Table* t = table_.load(std::memory_order_acquire);
+  std::vector<const Series*> order;
+  order.reserve(series());
+  for (std::uint64_t i = 0; i < t->capacity; ++i)
+    if (const Series* s = t->slots[i].load(std::memory_order_acquire)) order.push_back(s);
+  std::sort(order.begin(), order.end(), [](const Series* a, const Series* b) { return a->id < b->id; });
   std::vector<Point> points;
-  for (std::uint64_t i = 0; i < t->capacity; ++i) {
-    const Series* s = t->slots[i].load(std::memory_order_acquire);
-    if (s == nullptr) continue;
+  for (const Series* s : order) {
     points.clear();
-    bool sorted_unique = true;
     for (const Chunk* c = s->head.load(std::memory_order_acquire); c != nullptr;
          c = c->next.load(std::memory_order_acquire)) {
       const std::uint32_t count = c->count.load(std::memory_order_acquire);
-      for (std::uint32_t j = 0; j < count; ++j) {
-        if (!points.empty() && points.back().ts >= c->points[j].ts) sorted_unique = false;
-        points.push_back(c->points[j]);
-      }
+      points.insert(points.end(), c->points, c->points + count);
     }
     if (points.empty()) continue;
-    if (!sorted_unique) {
-      // Stable: among equal timestamps, append order is kept, and the last one wins.
-      std::stable_sort(points.begin(), points.end(),
-                       [](const Point& a, const Point& b) { return a.ts < b.ts; });
-      std::size_t w = 0;
-      for (std::size_t r = 0; r < points.size(); ++r) {
-        if (w > 0 && points[w - 1].ts == points[r].ts) {
-          points[w - 1] = points[r];
-        } else {
-          points[w++] = points[r];
-        }
-      }
-      points.resize(w);
-    }
+    sort_last_wins(points);  // appends in order: the last append of a ts wins
     fn(s->id, s->key(), points);
   }
 }

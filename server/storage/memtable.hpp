@@ -71,9 +71,10 @@ class Memtable {
   void for_each_series(const std::function<void(SeriesId, std::string_view)>& fn) const;
 
   // ---- flush: no writers -------------------------------------------------------------------
-  // Calls fn(id, key, points) for every series, points sorted by ts with equal timestamps
-  // resolved to the last appended one. fn may move the vector's contents away (the flush
-  // keeps them without a copy); `key` is valid during the call only.
+  // Calls fn(id, key, points) for every series in ascending id order (the order a segment
+  // is written in), points sorted by ts with equal timestamps resolved to the last appended
+  // one. One series at a time: `points` and `key` are valid during the call only, and the
+  // vector is reused for the next series.
   void for_each_sorted(const std::function<void(SeriesId, std::string_view, std::vector<Point>&)>& fn) const;
   // Empties the generation: publishes a fresh table and retires every node, chunk and the
   // old table. Readers still inside keep seeing the old contents until they leave.

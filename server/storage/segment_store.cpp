@@ -28,10 +28,12 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <system_error>
 
 #include "server/storage/file_io.hpp"
+#include "server/storage/merge.hpp"
 #include "server/storage/segment_file.hpp"
 
 namespace sydra::storage {
@@ -188,12 +190,8 @@ Lsn SegmentStore::flushed_lsn() const noexcept {
 
 SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_lsn) {
   std::vector<std::size_t> order;
-  std::uint64_t total = 0;
-  for (std::size_t i = 0; i < series.size(); ++i) {
-    if (series[i].points.empty()) continue;
-    order.push_back(i);
-    total += series[i].points.size();
-  }
+  for (std::size_t i = 0; i < series.size(); ++i)
+    if (!series[i].points.empty()) order.push_back(i);
   std::sort(order.begin(), order.end(),
             [&](std::size_t a, std::size_t b) { return series[a].id < series[b].id; });
   for (std::size_t i = 1; i < order.size(); ++i) {
@@ -201,17 +199,29 @@ SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_
       throw std::invalid_argument("SegmentStore::add: series id " + std::to_string(series[order[i]].id) +
                                   " given twice");
   }
+  return add_streamed(
+      [&](const SeriesEmit& emit) {
+        for (std::size_t i : order) emit(series[i].id, series[i].key, series[i].points);
+      },
+      flushed_lsn);
+}
 
+SegmentInfo SegmentStore::add_streamed(const std::function<void(const SeriesEmit&)>& produce,
+                                       Lsn flushed_lsn) {
   std::lock_guard lk(impl_->write_mu);
   const auto cur = impl_->snapshot();
   auto next = std::make_shared<Version>(*cur);
   next->flushed_lsn = std::max(cur->flushed_lsn, flushed_lsn);
   SegmentInfo info{};
-  if (total > 0) {
-    const std::uint64_t number = cur->next_number;
-    segment::Writer writer(impl_->dir, number);
-    for (std::size_t i : order) writer.add_series(series[i].id, series[i].key, series[i].points);
-    const std::string path = writer.finish();
+  const std::uint64_t number = cur->next_number;
+  std::optional<segment::Writer> writer;  // opened at the first point: no file for nothing
+  produce([&](SeriesId id, std::string_view key, std::span<const Point> points) {
+    if (points.empty()) return;
+    if (!writer) writer.emplace(impl_->dir, number);
+    writer->add_series(id, key, points);
+  });
+  if (writer) {
+    const std::string path = writer->finish();
     try {
       next->segments.push_back(segment::File::open(path, number));
     } catch (...) {
@@ -225,12 +235,15 @@ SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_
   return info;
 }
 
-void SegmentStore::read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out) const {
+void SegmentStore::read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out,
+                        std::vector<std::size_t>* run_ends) const {
   if (start > end) return;
   const auto v = impl_->snapshot();
   for (const auto& seg : v->segments) {
     if (seg->info().max_ts < start || seg->info().min_ts > end) continue;
+    const std::size_t before = out.size();
     if (const segment::SeriesRef* s = seg->find(id)) seg->read(*s, start, end, out);
+    if (run_ends != nullptr && out.size() > before) run_ends->push_back(out.size());
   }
 }
 
@@ -300,7 +313,6 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
   // Walk the union of series ids in ascending order (each input's index is sorted).
   std::vector<std::size_t> pos(count, 0);
   std::vector<Point> points;
-  std::vector<Point> merged;
   for (;;) {
     SeriesId id = 0;
     bool any = false;
@@ -325,21 +337,9 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
       for (std::uint32_t i = 0; i < ref.block_count; ++i)
         segment::decode_block(inputs[k]->bytes(), inputs[k]->index().format, b[i], inputs[k]->path(), points);
     }
-    if (sources > 1) {
-      // Stable: for equal ts the newer segment's point comes later and is the one kept.
-      std::stable_sort(points.begin(), points.end(),
-                       [](const Point& a, const Point& b) { return a.ts < b.ts; });
-      merged.clear();
-      for (const Point& p : points) {
-        if (!merged.empty() && merged.back().ts == p.ts)
-          merged.back() = p;
-        else
-          merged.push_back(p);
-      }
-      writer.add_series(id, key, merged);
-    } else {
-      writer.add_series(id, key, points);
-    }
+    // Oldest input first: for equal ts the newer segment's point comes later and wins.
+    if (sources > 1) sort_last_wins(points);
+    writer.add_series(id, key, points);
   }
   const std::string path = writer.finish();
 

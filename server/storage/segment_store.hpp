@@ -78,10 +78,20 @@ class SegmentStore {
   // publishes it with flushed_lsn in one manifest replacement.
   SegmentInfo add(std::span<const SeriesPoints> series, Lsn flushed_lsn);
 
+  // The same, streamed: produce(emit) calls emit(id, key, points) once per series in
+  // ascending id order (points sorted by ts, unique); each series is encoded as it comes,
+  // so the caller needs to hold only one series at a time. std::invalid_argument when the
+  // order is broken.
+  using SeriesEmit = std::function<void(SeriesId, std::string_view key, std::span<const Point>)>;
+  SegmentInfo add_streamed(const std::function<void(const SeriesEmit&)>& produce, Lsn flushed_lsn);
+
   // Appends the points of `id` in [start, end] from every segment, oldest segment first and
   // within a segment in ts order. The caller sorts and resolves equal timestamps (a later
-  // segment wins over an earlier one: stable sort, keep the last).
-  void read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out) const;
+  // segment wins over an earlier one: sort_last_wins). Each segment's points are one
+  // strictly increasing run; with `run_ends`, the end (in `out`) of every non-empty run is
+  // appended to it, so that the caller may check only where runs meet.
+  void read(SeriesId id, Timestamp start, Timestamp end, std::vector<Point>& out,
+            std::vector<std::size_t>* run_ends = nullptr) const;
 
   // Every series in any segment: id and canonical key (each id once).
   void for_each_series(const std::function<void(SeriesId, std::string_view key)>& fn) const;

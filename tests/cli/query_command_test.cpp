@@ -1,5 +1,6 @@
-// Tests cli/query_command.hpp (times, steps, arguments to the request body, the answer to a
-// table, CSV and JSON) and run_query (cli/commands.hpp) against a canned server.
+// Tests cli/query_command.hpp (times, steps, arguments to the range and select request
+// bodies, selectors checked before sending, the answers to a table, CSV and JSON) and
+// run_query (cli/commands.hpp) against a canned server.
 #include "cli/query_command.hpp"
 
 #include <doctest/doctest.h>
@@ -122,6 +123,120 @@ TEST_SUITE("unit") {
     CHECK(refused(o, "unknown --agg 'median'"));
   }
 
+  TEST_CASE("a selector, or --across / --by, makes a select request") {
+    QueryOptions o = options_for(R"(cpu_usage{host=~"h1.*",dc!="x"})", "now-1h", "now");
+    CHECK(is_select_query(o));
+    json body = json::parse(make_select_request(o, kNow));
+    CHECK(body ==
+          json{{"match", R"(cpu_usage{host=~"h1.*",dc!="x"})"}, {"start", kNow - 3'600'000}, {"end", kNow}});
+
+    // A plain name with --by: every series of that name, grouped; the --agg combines them.
+    o = options_for("cpu.load", "0", "10");
+    o.step = "1s";
+    o.agg = "max";
+    o.by = {"host,dc", "rack"};
+    CHECK(is_select_query(o));
+    body = json::parse(make_select_request(o, kNow));
+    CHECK(body["match"] == "cpu.load");
+    CHECK(body["step"] == 1000);
+    CHECK(body["agg"] == "max");
+    CHECK(body["across"] == "max");
+    CHECK(body["by"] == json{"host", "dc", "rack"});
+
+    // --across given: it wins over the --agg; --tags become equality matchers.
+    o = options_for("cpu", "0", "10");
+    o.tags = {"dc=e\"u"};
+    o.across = "count";
+    body = json::parse(make_select_request(o, kNow));
+    CHECK(body["match"] == R"(cpu{dc="e\"u"})");
+    CHECK(body["across"] == "count");
+    CHECK_FALSE(body.contains("by"));
+
+    CHECK_FALSE(is_select_query(options_for("cpu.load", "0", "1")));
+  }
+
+  TEST_CASE("select arguments that cannot work are refused, a bad selector naming the position") {
+    const auto refused = [](QueryOptions o) {
+      try {
+        (void)make_select_request(o, kNow);
+      } catch (const std::invalid_argument& e) {
+        return std::string(e.what());
+      }
+      return std::string("(accepted)");
+    };
+    CHECK(refused(options_for(R"(cpu{host~"h1"})", "0", "1")) ==
+          "selector: position 9: expected '=', '!=', '=~' or '!~' after the label name 'host', got '~'");
+    CHECK(
+        refused(options_for(R"(cpu{host=~"("})", "0", "1")).find("position 11: invalid regular expression") !=
+        std::string::npos);
+    QueryOptions o = options_for(R"(cpu{dc="eu"})", "0", "1");
+    o.tags = {"host=h1"};
+    CHECK(refused(o).find("--tag cannot be combined with a selector") != std::string::npos);
+    o = options_for("cpu", "0", "1");
+    o.by = {"host"};
+    CHECK(refused(o).find("--by needs --across") != std::string::npos);
+    o.step = "1s";
+    o.agg = "last";  // not a way to combine series
+    CHECK(refused(o).find("--by needs --across") != std::string::npos);
+    o.across = "median";
+    CHECK(refused(o).find("unknown --across 'median'") != std::string::npos);
+    o.across = "sum";
+    o.by = {"host,"};
+    CHECK(refused(o).find("empty label") != std::string::npos);
+    CHECK(refused(options_for("{}", "0", "1")).find("a selector needs") != std::string::npos);
+    CHECK(refused(options_for("cpu{", "5", "1")).find("position 5") != std::string::npos);
+    CHECK(refused(options_for("cpu{}", "5", "1")).find("after END") != std::string::npos);
+  }
+
+  TEST_CASE("select answers: series and groups, as a table and CSV") {
+    const auto series = parse_select_answer(
+        R"({"series":[{"id":1,"series":"cpu","tags":{"dc":"eu","host":"h,1"},"points":[{"ts":1000,"value":0.5},)"
+        R"({"ts":2000,"value":null}]},{"id":2,"series":"odd name","tags":{},"points":[{"ts":1000,"value":2}]}]})");
+    REQUIRE(series.size() == 2);
+    CHECK(series[0].label == R"(cpu{dc="eu",host="h,1"})");
+    CHECK(series[1].label == R"({"odd name"})");
+    CHECK(std::isnan(series[0].points[1].value));
+    CHECK(format_series(series, QueryFormat::csv) ==
+          "series,ts,value\n"
+          R"("cpu{dc=""eu"",host=""h,1""}",1000,0.5)"
+          "\n"
+          R"("cpu{dc=""eu"",host=""h,1""}",2000,)"
+          "\n"
+          R"("{""odd name""}",1000,2)"
+          "\n");
+    CHECK(format_series(series, QueryFormat::table) ==
+          "cpu{dc=\"eu\",host=\"h,1\"}\n"
+          "ts    time (UTC)                value\n"
+          "1000  1970-01-01T00:00:01.000Z  0.5\n"
+          "2000  1970-01-01T00:00:02.000Z  NaN\n"
+          "\n"
+          "{\"odd name\"}\n"
+          "ts    time (UTC)                value\n"
+          "1000  1970-01-01T00:00:01.000Z  2\n"
+          "\n"
+          "(2 series, 3 points)\n");
+
+    const auto groups = parse_select_answer(
+        R"({"groups":[{"by":{"dc":"eu"},"series_count":125,"points":[{"ts":0,"value":99.5}]}]})");
+    REQUIRE(groups.size() == 1);
+    CHECK(groups[0].label == R"({dc="eu"})");
+    CHECK(groups[0].series_count == 125);
+    CHECK(format_series(groups, QueryFormat::table) ==
+          "{dc=\"eu\"}  (125 series)\n"
+          "ts  time (UTC)                value\n"
+          "0   1970-01-01T00:00:00.000Z  99.5\n"
+          "\n"
+          "(1 group, 1 point)\n");
+    CHECK(parse_select_answer(R"({"series":[]})").empty());
+    for (const char* bad :
+         {"", "[]", "{}", R"({"series":[{"series":"a"}]})", R"({"series":[1]})",
+          R"({"series":[{"series":"a","tags":[],"points":[]}]})", R"({"groups":[{"by":{},"points":[]}]})",
+          R"({"series":[{"series":"a","points":[{"ts":1}]}]})"}) {
+      CAPTURE(bad);
+      CHECK_THROWS_AS(parse_select_answer(bad), std::runtime_error);
+    }
+  }
+
   TEST_CASE("the answer is read, anything else is an error") {
     const auto points =
         parse_range_answer(R"([{"ts":1,"value":0.5},{"ts":2,"value":3},{"ts":3,"value":null}])");
@@ -194,6 +309,26 @@ TEST_SUITE("unit") {
       CapturedOutput output;
       CHECK(run_query(o) == kExitUsage);  // refused before any connection
       CHECK(output.err() == "sydradb query: START (10) is after END (0)\n");
+    }
+    {
+      const std::string answer =
+          R"({"series":[{"id":1,"series":"cpu","tags":{},"points":[{"ts":5,"value":2.5}]}]})";
+      CannedServer server(CannedServer::response(200, answer));
+      QueryOptions o = options_for(R"(cpu{host=~".+"})", "0", "10");
+      o.url = server.url();
+      o.format = QueryFormat::json;
+      CapturedOutput output;
+      CHECK(run_query(o) == kExitOk);
+      CHECK(json::parse(output.out()) == json::parse(answer));
+      CHECK(server.last_request().rfind("POST /api/v1/query/select HTTP/1.1", 0) == 0);
+    }
+    {
+      CannedServer server(CannedServer::response(200, R"([{"ts":5,"value":2.5}])"));  // not a select answer
+      QueryOptions o = options_for("cpu{}", "0", "10");
+      o.url = server.url();
+      CapturedOutput output;
+      CHECK(run_query(o) == kExitHttpError);
+      CHECK(output.err().find("unexpected answer") != std::string::npos);
     }
   }
 

@@ -1,7 +1,9 @@
 // `sydradb ingest` (NDJSON on standard input) and `sydradb query` against the real daemon:
 // the summary with input line numbers, exit codes (0 stored, 5 some lines rejected, 3 no
 // daemon), lines over the daemon's limits rejected alone, timestamp unit warnings and
-// --precision, and the points read back as a table, CSV and JSON, raw and downsampled.
+// --precision, and the points read back as a table, CSV and JSON, raw and downsampled; many
+// series by a selector, grouped with --by; a malformed selector refused with its position
+// (exit 2), a query over the daemon's series limit (exit 4).
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -15,6 +17,7 @@ namespace sydra::itest {
 namespace {
 
 constexpr int kExitUnreachable = 3;
+constexpr int kExitHttpError = 4;
 constexpr int kExitRejected = 5;
 
 constexpr std::int64_t kT0 = 1'700'000'000'000;
@@ -120,6 +123,69 @@ TEST_CASE("sydradb ingest from stdin, then sydradb query reads the points back")
     CHECK(r.status == exited_with(0));
     CHECK(contains(r.out, "1700000003000  2023-11-14T22:13:23.000Z  3\n"));
     CHECK(contains(r.out, "(1 point)"));
+  }
+}
+
+TEST_CASE("sydradb query with a selector: many series, --by groups, bad selectors and limits") {
+  Daemon d(DaemonOptions().set({"max_query_series=3"}));
+  INFO("daemon stderr:\n", d.log());
+  TempDir scratch;
+  // cpu on h1, h2 (dc eu) and h3 (dc us), 10 points each; mem on h1.
+  std::string input;
+  for (int i = 0; i < 10; ++i) {
+    input += line("cpu", kT0 + i * 1000, i, R"({"host":"h1","dc":"eu"})");
+    input += line("cpu", kT0 + i * 1000, 10 + i, R"({"host":"h2","dc":"eu"})");
+    input += line("cpu", kT0 + i * 1000, 20 + i, R"({"host":"h3","dc":"us"})");
+    input += line("mem", kT0 + i * 1000, 30 + i, R"({"host":"h1","dc":"eu"})");
+  }
+  REQUIRE(ingest_from_stdin(scratch, input, {"--url", d.url()}).status == exited_with(0));
+  const std::string start = std::to_string(kT0);
+  const std::string end = std::to_string(kT0 + 9999);
+
+  {
+    const RunResult r = run_sydradb({"query", R"(cpu{host=~"h[23]",dc!="us"})", start,
+                                     std::to_string(kT0 + 1000), "--csv", "--url", d.url()});
+    INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+    CHECK(r.status == exited_with(0));
+    CHECK(r.out ==
+          "series,ts,value\n"
+          "\"cpu{dc=\"\"eu\"\",host=\"\"h2\"\"}\"," +
+              start +
+              ",10\n"
+              "\"cpu{dc=\"\"eu\"\",host=\"\"h2\"\"}\"," +
+              std::to_string(kT0 + 1000) + ",11\n");
+  }
+  {
+    // max by (dc) of the 5 s maxima of every cpu series.
+    const RunResult r = run_sydradb(
+        {"query", "cpu", start, end, "--step", "5s", "--agg", "max", "--by", "dc", "--url", d.url()});
+    INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+    CHECK(r.status == exited_with(0));
+    CHECK(contains(r.out, "{dc=\"eu\"}  (2 series)\n"));
+    CHECK(contains(r.out, std::to_string(kT0 + 5000) + "  2023-11-14T22:13:25.000Z  19\n"));
+    CHECK(contains(r.out, "{dc=\"us\"}  (1 series)\n"));
+    CHECK(contains(r.out, "(2 groups, 4 points)"));
+  }
+  {
+    const RunResult r = run_sydradb({"query", R"({__name__=~"cpu|mem",host="h1"})", start, end, "--step",
+                                     "10s", "--across", "sum", "--json", "--url", d.url()});
+    INFO("stdout:\n", r.out, "\nstderr:\n", r.err);
+    CHECK(r.status == exited_with(0));
+    const nlohmann::json doc = nlohmann::json::parse(r.out);
+    CHECK(doc["groups"][0]["series_count"] == 2);
+    CHECK(doc["groups"][0]["points"][0]["value"] == 4.5 + 34.5);  // the two averages summed
+  }
+  {
+    const RunResult r = run_sydradb({"query", R"(cpu{host~"h1"})", start, end, "--url", d.url()});
+    CHECK(r.status == exited_with(2));
+    CHECK(r.err ==
+          "sydradb query: selector: position 9: expected '=', '!=', '=~' or '!~' after the label name "
+          "'host', got '~'\n");
+  }
+  {
+    const RunResult r = run_sydradb({"query", R"({host=~"h.*"})", start, end, "--url", d.url()});
+    CHECK(r.status == exited_with(kExitHttpError));
+    CHECK(contains(r.err, "HTTP 413: the selector matches 4 series, more than max_query_series=3"));
   }
 }
 

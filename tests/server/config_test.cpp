@@ -35,7 +35,7 @@ std::string error_of(F f) {
 }  // namespace
 
 TEST_SUITE("unit") {
-  TEST_CASE("a file sets the keys it has; the others keep their values") {
+  TEST_CASE("a file sets the keys it has, the others keep their values") {
     test::TempDir dir("sydra-config");
     Config c;
     c.workers = 7;  // not in the file: kept
@@ -65,7 +65,7 @@ control_port_file = "/run/x/control_port"
     CHECK(c.control_port_file == "/run/x/control_port");
   }
 
-  TEST_CASE("an unknown key is a warning naming the file and line; a bad value throws naming the key") {
+  TEST_CASE("an unknown key is a warning naming the file and line, a bad value throws naming the key") {
     test::TempDir dir("sydra-config");
     Config c;
     const std::string path = write_toml(dir, "http_port = 1\nfrobnicate = 2\n");

@@ -1,7 +1,9 @@
 // Tests server/storage/engine.hpp: ingest then query before and after a flush, equal
 // timestamps (last write wins across memtable and segments), downsampling, find and the
 // series list, recovery from the WAL and after flushes (nothing lost, nothing twice),
-// backpressure, retention, and ingest/query/flush running together (suite `concurrency`).
+// backpressure, retention, many-series queries (select: matchers over the tag index,
+// downsampling, aggregation across series by labels, limits, after recovery), and
+// ingest/query/select/flush running together (suite `concurrency`).
 #include "server/storage/engine.hpp"
 
 #include <doctest/doctest.h>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "server/storage/ingest_parser.hpp"
+#include "server/storage/selector.hpp"
 #include "server/storage/series_key.hpp"
 #include "support/alloc_test_support.hpp"
 #include "support/temp_dir.hpp"
@@ -61,6 +64,13 @@ std::string line(std::string_view series, Timestamp ts, double value, std::strin
 std::string name_of(int n) {
   std::string s("s");
   s += std::to_string(n);
+  return s;
+}
+
+// The pieces one after the other (the same -Wrestrict reason).
+std::string concat(std::initializer_list<std::string_view> pieces) {
+  std::string s;
+  for (std::string_view p : pieces) s += p;
   return s;
 }
 
@@ -409,6 +419,232 @@ TEST_SUITE("unit") {
   }
 }
 
+// A select over `selector`, checked to answer ok.
+SelectResult select(const Engine& e, std::string_view selector, Timestamp start = INT64_MIN,
+                    Timestamp end = INT64_MAX, std::int64_t step = 0, Aggregation agg = Aggregation::none,
+                    Aggregation across = Aggregation::none, std::vector<std::string> by = {}) {
+  SelectQuery q;
+  q.matchers = parse_selector(selector);
+  q.start = start;
+  q.end = end;
+  q.step = step;
+  q.agg = agg;
+  q.across = across;
+  q.by = std::move(by);
+  SelectResult r = e.select(q);
+  REQUIRE(r.status == SelectStatus::ok);
+  return r;
+}
+
+// "cpu{dc=eu,host=h1}" for a result's series.
+std::string label_of(const SeriesInfo& s) {
+  std::string out = s.name + "{";
+  for (std::size_t i = 0; i < s.tags.size(); ++i)
+    out += (i > 0 ? "," : "") + s.tags[i].first + "=" + s.tags[i].second;
+  return out + "}";
+}
+
+// 4 series: cpu on h1/h2 in eu, cpu on h3 in us, mem on h1 in eu; 100 points each at ts
+// 0..99, value ts * k (k = 1, 2, 3, 10); the first half flushed to a segment.
+void load_fleet(Engine& e) {
+  struct S {
+    const char* name;
+    const char* tags;
+    double k;
+  };
+  const S fleet[] = {{"cpu", R"({"host":"h1","dc":"eu"})", 1},
+                     {"cpu", R"({"host":"h2","dc":"eu"})", 2},
+                     {"cpu", R"({"host":"h3","dc":"us"})", 3},
+                     {"mem", R"({"host":"h1","dc":"eu"})", 10}};
+  for (const S& f : fleet) ingest(e, series_lines(f.name, 0, 50, f.k, f.tags));
+  REQUIRE(e.flush());
+  for (const S& f : fleet) ingest(e, series_lines(f.name, 50, 100, f.k, f.tags));
+}
+
+TEST_SUITE("unit") {
+  TEST_CASE("engine select: series by name and tag matchers, raw and downsampled, sorted by key") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    EngineDir dir;
+    auto e = Engine::open(quiet_options(dir.path()), a);
+    load_fleet(*e);
+
+    SelectResult r = select(*e, R"(cpu{dc="eu"})", 40, 59);
+    CHECK(r.matched_series == 2);
+    REQUIRE(r.series.size() == 2);
+    CHECK(label_of(r.series[0].series) == "cpu{dc=eu,host=h1}");
+    CHECK(label_of(r.series[1].series) == "cpu{dc=eu,host=h2}");
+    CHECK(r.series[1].series.id == id_of("cpu", {{"host", "h2"}, {"dc", "eu"}}));
+    REQUIRE(r.series[1].points.size() == 20);  // 40..49 from the segment, 50..59 from the memtable
+    for (std::size_t i = 0; i < 20; ++i) {
+      CHECK(r.series[1].points[i].ts == static_cast<Timestamp>(40 + i));
+      CHECK(r.series[1].points[i].value == 2.0 * static_cast<double>(40 + i));
+    }
+    CHECK(r.groups.empty());
+
+    r = select(*e, R"({host=~"h[13]", __name__!="mem"})", 0, 99, 50, Aggregation::max);
+    REQUIRE(r.series.size() == 2);
+    CHECK(label_of(r.series[0].series) == "cpu{dc=eu,host=h1}");
+    CHECK(label_of(r.series[1].series) == "cpu{dc=us,host=h3}");
+    REQUIRE(r.series[1].points.size() == 2);
+    CHECK(r.series[1].points[0].ts == 0);
+    CHECK(r.series[1].points[0].value == 3 * 49.0);
+    CHECK(r.series[1].points[1].ts == 50);
+    CHECK(r.series[1].points[1].value == 3 * 99.0);
+
+    CHECK(select(*e, R"(nosuch)").series.empty());
+    // Selected, but without a point in the range: left out of the answer.
+    r = select(*e, "cpu", 1000, 2000);
+    CHECK(r.matched_series == 3);
+    CHECK(r.series.empty());
+  }
+
+  TEST_CASE("engine select: aggregation across series, by labels, after per-series downsampling") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    EngineDir dir;
+    auto e = Engine::open(quiet_options(dir.path()), a);
+    load_fleet(*e);
+
+    // max by (dc) (max_over_time(cpu[50])): eu = h2 (k=2), us = h3 (k=3).
+    SelectResult r = select(*e, "cpu", 0, 99, 50, Aggregation::max, Aggregation::max, {"dc"});
+    CHECK(r.series.empty());
+    REQUIRE(r.groups.size() == 2);
+    CHECK(r.groups[0].labels == std::vector<std::pair<std::string, std::string>>{{"dc", "eu"}});
+    CHECK(r.groups[0].series == 2);
+    REQUIRE(r.groups[0].points.size() == 2);
+    CHECK(r.groups[0].points[0].value == 2 * 49.0);
+    CHECK(r.groups[0].points[1].value == 2 * 99.0);
+    CHECK(r.groups[1].labels == std::vector<std::pair<std::string, std::string>>{{"dc", "us"}});
+    CHECK(r.groups[1].points[1].value == 3 * 99.0);
+
+    // sum (avg_over_time(cpu[50])) without by: one group. avg of ts 0..49 = 24.5.
+    r = select(*e, "cpu", 0, 99, 50, Aggregation::avg, Aggregation::sum);
+    REQUIRE(r.groups.size() == 1);
+    CHECK(r.groups[0].labels.empty());
+    CHECK(r.groups[0].series == 3);
+    CHECK(r.groups[0].points[0].value == doctest::Approx(24.5 * 6));
+    CHECK(r.groups[0].points[1].value == doctest::Approx(74.5 * 6));
+
+    // count and avg by __name__ and a label some series lack.
+    r = select(*e, R"({host=~"h.*"})", 0, 99, 100, Aggregation::last, Aggregation::count,
+               {"__name__", "rack"});
+    REQUIRE(r.groups.size() == 2);
+    CHECK(r.groups[0].labels == std::vector<std::pair<std::string, std::string>>{{"__name__", "cpu"}});
+    CHECK(r.groups[0].points[0].value == 3);
+    CHECK(r.groups[1].labels == std::vector<std::pair<std::string, std::string>>{{"__name__", "mem"}});
+    CHECK(r.groups[1].points[0].value == 1);
+    r = select(*e, "cpu", 0, 99, 100, Aggregation::last, Aggregation::avg, {"dc"});
+    CHECK(r.groups[0].points[0].value == doctest::Approx((99.0 + 198.0) / 2));
+
+    // Without step: points combine where timestamps are equal.
+    r = select(*e, "cpu", 10, 11, 0, Aggregation::none, Aggregation::sum);
+    REQUIRE(r.groups.size() == 1);
+    REQUIRE(r.groups[0].points.size() == 2);
+    CHECK(r.groups[0].points[1].ts == 11);
+    CHECK(r.groups[0].points[1].value == 11 * 6.0);
+  }
+
+  TEST_CASE("engine select: over max_series or max_points answers the limit, not the points") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    EngineDir dir;
+    auto e = Engine::open(quiet_options(dir.path()), a);
+    load_fleet(*e);
+    SelectQuery q;
+    q.matchers = parse_selector("cpu");
+    q.start = 0;
+    q.end = 99;
+    q.max_series = 2;
+    SelectResult r = e->select(q);
+    CHECK(r.status == SelectStatus::too_many_series);
+    CHECK(r.matched_series == 3);
+    CHECK(r.series.empty());
+
+    q.max_series = 3;
+    q.max_points = 299;
+    r = e->select(q);
+    CHECK(r.status == SelectStatus::too_many_points);
+    CHECK(r.series.empty());
+    q.max_points = 300;
+    CHECK(e->select(q).status == SelectStatus::ok);
+
+    // Across series the limit counts the answer's points (buckets per group).
+    q.step = 10;
+    q.agg = Aggregation::max;
+    q.across = Aggregation::max;
+    q.by = {"host"};
+    q.max_points = 29;
+    CHECK(e->select(q).status == SelectStatus::too_many_points);
+    q.max_points = 30;
+    r = e->select(q);
+    REQUIRE(r.status == SelectStatus::ok);
+    CHECK(r.groups.size() == 3);
+  }
+
+  TEST_CASE("engine select: the tag index is rebuilt from segments and the WAL at start-up") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    EngineDir dir;
+    {
+      auto e = Engine::open(quiet_options(dir.path()), a);
+      load_fleet(*e);                                      // half in a segment, half only in the WAL
+      ingest(*e, line("disk", 5, 5, R"({"host":"h9"})"));  // a series only in the WAL
+    }
+    auto e = Engine::open(quiet_options(dir.path()), a);
+    SelectResult r = select(*e, R"({host=~"h1|h9"})");
+    REQUIRE(r.series.size() == 3);
+    CHECK(label_of(r.series[0].series) == "cpu{dc=eu,host=h1}");
+    CHECK(r.series[0].points.size() == 100);
+    CHECK(label_of(r.series[1].series) == "disk{host=h9}");
+    CHECK(label_of(r.series[2].series) == "mem{dc=eu,host=h1}");
+    std::vector<SelectedSeries> chosen;
+    CHECK(e->select_series(parse_selector(R"({dc="us"})"), 10, chosen) == SeriesIndex::SelectStatus::ok);
+    REQUIRE(chosen.size() == 1);
+    CHECK(chosen[0].id == id_of("cpu", {{"host", "h3"}, {"dc", "us"}}));
+  }
+
+  TEST_CASE("engine select: the same answers with the query pool's helpers and without") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    EngineDir dir;
+    std::string body;
+    for (int h = 0; h < 40; ++h) {
+      const std::string tags =
+          concat({R"({"host":"h)", std::to_string(h), R"(","dc":")", h % 3 ? "eu" : "us", "\"}"});
+      body += series_lines("m", 0, 200, 1.0 + h, tags);
+    }
+    std::vector<std::vector<Point>> answers;
+    for (std::uint32_t threads : {1u, 4u}) {
+      EngineOptions o = quiet_options(dir.path());
+      o.query_threads = threads;
+      auto e = Engine::open(o, a);
+      if (threads == 1) {
+        ingest(*e, body);
+        REQUIRE(e->flush());
+      }
+      const SelectResult r = select(*e, "m", 0, 199, 25, Aggregation::max, Aggregation::sum, {"dc"});
+      REQUIRE(r.groups.size() == 2);
+      for (const GroupResult& g : r.groups) answers.push_back(g.points);
+      const SelectResult raw = select(*e, R"(m{dc="us"})");
+      CHECK(raw.series.size() == 14);
+      for (const SeriesPointsResult& s : raw.series) CHECK(s.points.size() == 200);
+    }
+    REQUIRE(answers.size() == 4);
+    for (std::size_t g = 0; g < 2; ++g) {
+      REQUIRE(answers[g].size() == answers[g + 2].size());
+      for (std::size_t i = 0; i < answers[g].size(); ++i)
+        CHECK(answers[g][i].value == answers[g + 2][i].value);
+    }
+  }
+}
+
+// What the daemon's maintenance tick does, every millisecond until `done`.
+std::thread maintenance_thread(SmallPoolAllocator& a, const std::atomic<bool>& done) {
+  return std::thread([&a, &done] {
+    while (!done.load()) {
+      a.advance_epoch();
+      a.collect_garbage();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+}
+
 TEST_SUITE("concurrency") {
   // Writers ingest disjoint series while readers query and the background thread flushes
   // (tiny memtable: many generations). Each reader checks what it sees is sorted, unique and
@@ -438,13 +674,7 @@ TEST_SUITE("concurrency") {
             ingest_failures.fetch_add(1);
       });
     }
-    std::thread maintenance([&] {
-      while (!done.load()) {
-        a.advance_epoch();
-        a.collect_garbage();
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    });
+    std::thread maintenance = maintenance_thread(a, done);
     std::vector<std::thread> readers;
     for (int r = 0; r < 2; ++r) {
       readers.emplace_back([&, r] {
@@ -476,6 +706,73 @@ TEST_SUITE("concurrency") {
     CHECK(e->stats().flushes > 0);
     for (int w = 0; w < kWriters; ++w)
       CHECK(query(*e, id_of(name_of(w))).size() == static_cast<std::size_t>(batches) * 50);
+  }
+
+  // New series keep appearing (one per batch, tagged with its writer) while readers select
+  // them through the tag index with the query pool's helpers, across flushes. Every answer
+  // holds only matching series, each sorted and consistent with what its writer wrote.
+  TEST_CASE("engine: selects racing ingest of new series and flushes") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    EngineDir dir;
+    EngineOptions o = quiet_options(dir.path());
+    o.background = true;
+    o.memtable_max_bytes = 64 * 1024;
+    o.flush_interval_ms = 20;
+    o.ingest_wait_ms = 10'000;
+    o.query_threads = 3;
+    auto e = Engine::open(o, a);
+    constexpr int kWriters = 2;
+    const int batches = alloc::test::kSlowBuild ? 30 : 100;
+    std::atomic<bool> done{false};
+    std::atomic<int> failures{0};
+    std::atomic<std::uint64_t> selects{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+      writers.emplace_back([&, w] {
+        for (int b = 0; b < batches; ++b) {
+          const std::string tags =
+              concat({R"({"writer":"w)", std::to_string(w), R"(","batch":")", std::to_string(b), "\"}"});
+          if (ingest(*e, series_lines("sel", 0, 20, 1.0 + b, tags)).status != IngestStatus::ok)
+            failures.fetch_add(1);
+        }
+      });
+    }
+    std::thread maintenance = maintenance_thread(a, done);
+    std::vector<std::thread> readers;
+    for (int r = 0; r < 2; ++r) {
+      readers.emplace_back([&, r] {
+        const std::string selector = r == 0 ? R"(sel{writer="w0"})" : R"(sel{batch=~"1.*", writer!="w0"})";
+        const auto ms = parse_selector(selector);
+        while (!done.load()) {
+          SelectQuery q;
+          q.matchers = ms;
+          q.start = 0;
+          q.end = 19;
+          const SelectResult res = e->select(q);
+          for (const SeriesPointsResult& s : res.series) {
+            std::vector<std::pair<std::string_view, std::string_view>> tags(s.series.tags.begin(),
+                                                                            s.series.tags.end());
+            if (!matches_all(ms, SeriesLabels{s.series.name, tags})) failures.fetch_add(1);
+            const double k = 1.0 + std::stoi(std::string(SeriesLabels{s.series.name, tags}.value("batch")));
+            for (std::size_t i = 0; i < s.points.size(); ++i) {
+              if (s.points[i].ts != static_cast<Timestamp>(i) ||
+                  s.points[i].value != static_cast<double>(i) * k)
+                failures.fetch_add(1);
+            }
+          }
+          selects.fetch_add(1);
+        }
+      });
+    }
+    for (auto& t : writers) t.join();
+    done.store(true);
+    for (auto& t : readers) t.join();
+    maintenance.join();
+    CHECK(failures.load() == 0);
+    CHECK(selects.load() > 0);
+    const SelectResult all = select(*e, R"(sel{writer="w0"})", 0, 19);
+    CHECK(all.series.size() == static_cast<std::size_t>(batches));
+    for (const SeriesPointsResult& s : all.series) CHECK(s.points.size() == 20);
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -142,6 +143,20 @@ TEST_SUITE("unit") {
     CHECK(got[2].size() == 2);
     CHECK(keys[1] == "a");
     CHECK(keys[2] == "b");
+  }
+
+  TEST_CASE("memtable: for_each_sorted visits series in ascending id order, whatever their slots") {
+    SmallPoolAllocator a(alloc::test::small_options());
+    Memtable m(a);
+    // Ids whose low bits (their slots) order them differently from their values.
+    const std::vector<SeriesId> ids = {0xFF00000000000001ULL, 0x0200000000000003ULL, 5, 0x10,
+                                       0x7000000000000002ULL};
+    for (SeriesId id : ids) m.append(id, "k", std::vector<Point>{{1, 1}});
+    std::vector<SeriesId> order;
+    m.for_each_sorted([&](SeriesId id, std::string_view, std::span<const Point>) { order.push_back(id); });
+    std::vector<SeriesId> want = ids;
+    std::sort(want.begin(), want.end());
+    CHECK(order == want);
   }
 
   TEST_CASE("memtable: retire_all empties the generation and retires, never frees, under a reader") {

@@ -76,6 +76,46 @@ std::vector<std::string> names_in(const std::string& dir) {
 }
 
 TEST_SUITE("unit") {
+  TEST_CASE("segments: add_streamed encodes series as they come, in ascending id order") {
+    TempDir dir;
+    auto store = SegmentStore::open(dir.path());
+    const auto a = series_points(0, 9999, 1, 1.0);
+    const auto b = series_points(5, 50, 5, 2.0);
+    std::vector<Point> reused;  // the producer holds one series at a time
+    const SegmentInfo info = store->add_streamed(
+        [&](const SegmentStore::SeriesEmit& emit) {
+          reused = a;
+          emit(3, "a", reused);
+          reused.clear();
+          emit(4, "empty", reused);  // skipped
+          reused = b;
+          emit(9, "b", reused);
+        },
+        5);
+    CHECK(info.series == 2);
+    CHECK(info.points == a.size() + b.size());
+    CHECK(store->flushed_lsn() == 5);
+    CHECK(same(read_all(*store, 3), a));
+    CHECK(same(read_all(*store, 9), b));
+
+    // Out of order: refused, nothing published, no file left behind.
+    CHECK_THROWS_AS(store->add_streamed(
+                        [&](const SegmentStore::SeriesEmit& emit) {
+                          emit(9, "b", b);
+                          emit(3, "a", a);
+                        },
+                        6),
+                    std::invalid_argument);
+    CHECK(store->segments().size() == 1);
+    CHECK(store->flushed_lsn() == 5);
+    CHECK(names_in(dir.path()).size() == 3);  // LOCK, MANIFEST, the first segment
+
+    // Nothing emitted: no segment, the flushed lsn moves.
+    CHECK(store->add_streamed([](const SegmentStore::SeriesEmit&) {}, 8).number == 0);
+    CHECK(store->flushed_lsn() == 8);
+    CHECK(store->segments().size() == 1);
+  }
+
   TEST_CASE("segments: add and read and reopen") {
     TempDir dir;
     const auto a = series_points(1000, 500'000, 1000, 1.5);  // 500 points
@@ -190,11 +230,11 @@ TEST_SUITE("unit") {
     CHECK_THROWS_AS(store->add(twice, 1), std::invalid_argument);
     CHECK(names_in(dir.path()) == std::vector<std::string>{"LOCK", "MANIFEST"});  // no temp file left
 
-    const SegmentInfo info = store->add({}, 77);
+    const SegmentInfo info = store->add(std::span<const SeriesPoints>{}, 77);
     CHECK(info.number == 0);
     CHECK(store->flushed_lsn() == 77);
     CHECK(store->segments().empty());
-    store->add({}, 10);  // never goes back
+    store->add(std::span<const SeriesPoints>{}, 10);  // never goes back
     CHECK(store->flushed_lsn() == 77);
     store.reset();
     CHECK(SegmentStore::open(dir.path())->flushed_lsn() == 77);

@@ -144,7 +144,7 @@ TEST_SUITE("unit") {
     }
   }
 
-  TEST_CASE("a worker's context carries its ingest state; its hooks record metrics per listener") {
+  TEST_CASE("a worker's context carries its ingest state, its hooks record metrics per listener") {
     Fixture f;
     // What the data listener's worker_start hook builds, on this thread.
     const std::unique_ptr<http::WorkerHandler> worker = f.app->hooks(Listener::data).worker_start(1);

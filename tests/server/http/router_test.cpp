@@ -105,7 +105,7 @@ TEST_SUITE("unit") {
     CHECK(router.dispatch(request("POST", "/api/ingest"), context).status == 200);
   }
 
-  TEST_CASE("with a token, Access::bearer routes need it; open routes do not") {
+  TEST_CASE("with a token, Access::bearer routes need it, open routes do not") {
     auto router = make_router("s3cret");
     Context context;
     const http::Response denied = router.dispatch(request("GET", "/debug/stats"), context);

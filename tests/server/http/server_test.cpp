@@ -128,7 +128,7 @@ bool eventually(Predicate done, std::chrono::milliseconds timeout = 5s) {
 }  // namespace
 
 TEST_SUITE("concurrency") {
-  TEST_CASE("hooks run on the worker threads; sessions allocate through the handler's resource") {
+  TEST_CASE("hooks run on the worker threads, sessions allocate through the handler's resource") {
     Observed o;
     http::ConnectionCounters counters;
     {
@@ -178,7 +178,7 @@ TEST_SUITE("concurrency") {
     CHECK(counters.connections_active.load() == 0);
   }
 
-  TEST_CASE("a handler that throws costs one 500; the worker and the connection go on") {
+  TEST_CASE("a handler that throws costs one 500, the worker and the connection go on") {
     Observed o;
     http::ConnectionCounters counters;
     http::Server server(small_options(1), hooks_for(o), counters);
