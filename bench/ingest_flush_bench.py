@@ -34,11 +34,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=12)
     ap.add_argument("--out", default="build/ingest_flush_bench")
-    ap.add_argument("--smoke", action="store_true", help="1 round of 1 s, 1 s to settle (checks the script)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="1 round of 2 s with 1,000-point requests, 1 s to settle (checks the script)")
     a = ap.parse_args()
     settle = 5
+    batch = 10000
     if a.smoke:
-        a.rounds, a.duration, settle = 1, 1, 1
+        a.rounds, a.duration, settle, batch = 1, 2, 1, 1000
     os.makedirs(a.out, exist_ok=True)
     builds = {"new": a.sydradb, "baseline": a.baseline}
     runs = []
@@ -49,7 +51,7 @@ def main():
             try:
                 d.start()
                 out = subprocess.run([a.load, "--url", "http://127.0.0.1:%d" % d.port, "--connections", "4",
-                                      "--batch", "10000", "--series", "1000", "--duration", str(a.duration),
+                                      "--batch", str(batch), "--series", "1000", "--duration", str(a.duration),
                                       "--json"], check=True, capture_output=True, text=True).stdout
                 load = json.loads(out)
                 peak = d.memory()["rss"]
@@ -64,6 +66,10 @@ def main():
                    "ingest_p99_ms": load["ingest"]["p99_ms"], "rss_at_end_of_ingest": peak,
                    "rss_after_flush": mem["rss"], "alloc_committed_after_flush": mem["alloc_committed"]}
             runs.append(run)
+            if load["points"] == 0:
+                print("ingest_flush_bench: %s stored no point in %.1f s (a loaded machine: raise --duration)"
+                      % (name, a.duration), file=sys.stderr)
+                return 1
             print("round %d %-8s %6.2f M points at %.2f M points/s, ingest p50 %.1f p99 %.1f ms; RSS at the end "
                   "of ingest %.1f MiB, after the flush %.1f MiB (allocator committed %.1f MiB)"
                   % (rnd + 1, name, run["points"] / 1e6, run["points_per_second"] / 1e6, run["ingest_p50_ms"],
@@ -75,7 +81,8 @@ def main():
                              ("ingest_p99_ms", 1, "ms"), ("rss_at_end_of_ingest", 2**20, "MiB"),
                              ("rss_after_flush", 2**20, "MiB"), ("alloc_committed_after_flush", 2**20, "MiB")]:
         m = {b: statistics.median(r[key] for r in runs if r["build"] == b) / scale for b in builds}
-        print("  %-28s %8.2f %10.2f %10.2f  (%s)" % (key, m["new"], m["baseline"], m["new"] / m["baseline"], unit))
+        ratio = "%10.2f" % (m["new"] / m["baseline"]) if m["baseline"] > 0 else "%10s" % "-"
+        print("  %-28s %8.2f %10.2f %s  (%s)" % (key, m["new"], m["baseline"], ratio, unit))
     return 0
 
 
