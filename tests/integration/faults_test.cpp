@@ -72,6 +72,16 @@ std::size_t count_lines(const std::string& log, std::string_view needle) {
   return n;
 }
 
+// Appends to `path` until the filesystem has no room left.
+void fill_up(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "ab");
+  REQUIRE(f != nullptr);
+  const std::string chunk(4096, 'x');
+  while (std::fwrite(chunk.data(), 1, chunk.size(), f) == chunk.size() && std::fflush(f) == 0) {
+  }
+  std::fclose(f);
+}
+
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -81,7 +91,7 @@ TEST_SUITE("integration") {
     TempDir base;
     const std::string mnt = base.file("fs");
     fs::create_directory(mnt);
-    if (::mount("sydra-test", mnt.c_str(), "tmpfs", 0, "size=6m") != 0) {
+    if (::mount("sydra-test", mnt.c_str(), "tmpfs", 0, "size=16m") != 0) {
       MESSAGE("skipped: cannot mount a tmpfs here (" << std::strerror(errno)
                                                      << "); tests/storage/faults_test.cpp covers disk full");
       return;
@@ -91,6 +101,9 @@ TEST_SUITE("integration") {
       ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
     } unmount{mnt};
     const std::string data = mnt + "/data";
+    // Most of it taken already: 1.5 MiB left, which a few dozen requests fill.
+    fill_up(mnt + "/filler");
+    fs::resize_file(mnt + "/filler", fs::file_size(mnt + "/filler") - (3u << 19));
     const auto options = [&] {
       return DaemonOptions().set(
           {"data_dir=" + data, "fsync=always", "flush_interval_ms=200", "compaction_interval_ms=0"});
@@ -122,6 +135,12 @@ TEST_SUITE("integration") {
       CHECK_MESSAGE(contains(message, "No space left on device"), message);
       REQUIRE(!acked.empty());
 
+      // The daemon frees space by itself (a flush moves the WAL into smaller segments and the
+      // checkpoint deletes it): take what is left, so that the disk stays full.
+      for (int i = 0; i < 3; ++i) {
+        fill_up(mnt + "/filler");
+        std::this_thread::sleep_for(300ms);
+      }
       // More requests while full: refused the same way, logged once.
       for (int i = 0; i < 20; ++i) CHECK(send(c, 2000).status == 507);
       const json st = http_get(d.control_port(), "/status").json();
