@@ -264,6 +264,17 @@ std::string render_metrics(const MetricsInput& in) {
              st->ingest_requests);
     w.single("sydradb_ingest_busy_total", "counter",
              "Ingest requests refused with 503 because the memtable stayed full.", st->ingest_busy);
+    w.single("sydradb_ingest_disk_full_total", "counter",
+             "Ingest requests refused with 507 because the disk is full.", st->ingest_disk_full);
+    w.single("sydradb_ingest_stopped_total", "counter",
+             "Ingest requests refused with 503 because writes are stopped after lost durability.",
+             st->ingest_stopped);
+    w.single("sydradb_disk_full", "gauge",
+             "1 while the last WAL append or flush failed for want of space, else 0.",
+             static_cast<std::uint64_t>(st->disk_full));
+    w.single("sydradb_writes_stopped", "gauge",
+             "1 once writes are stopped after lost durability (a failed WAL fsync), until a restart.",
+             static_cast<std::uint64_t>(st->writes_stopped));
     w.single("sydradb_flush_total", "counter", "Memtable generations written to a segment.", st->flushes);
     w.single("sydradb_flush_failures_total", "counter", "Flushes that failed (retried later).",
              st->flush_failures);
@@ -406,6 +417,10 @@ std::vector<std::string> metric_names() {
                                     "sydradb_ingest_rejected_total",
                                     "sydradb_ingest_requests_total",
                                     "sydradb_ingest_busy_total",
+                                    "sydradb_ingest_disk_full_total",
+                                    "sydradb_ingest_stopped_total",
+                                    "sydradb_disk_full",
+                                    "sydradb_writes_stopped",
                                     "sydradb_flush_total",
                                     "sydradb_flush_failures_total",
                                     "sydradb_flush_seconds_total",

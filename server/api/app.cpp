@@ -229,7 +229,11 @@ http::Response App::status() const {
                     {"segment_bytes", st.segment_bytes},
                     {"wal_last_lsn", st.wal_last_lsn},
                     {"flushed_lsn", st.flushed_lsn},
-                    {"fsync", to_string(config_.fsync)}};
+                    {"fsync", to_string(config_.fsync)},
+                    {"writes", st.writes_stopped ? "stopped"
+                               : st.disk_full    ? "disk_full"
+                                                 : "ok"}};
+    if (!st.write_error.empty()) j["storage"]["write_error"] = st.write_error;
   }
   return http::json_ok(j.dump());
 }

@@ -325,6 +325,17 @@ http::Response StorageApi::ingest(const http::Request& request, WorkerContext& w
     r.headers.emplace_back("Retry-After", "1");
     return r;
   }
+  if (outcome.status == storage::IngestStatus::disk_full) {
+    // 507: a 5xx, which remote-write clients retry; Retry-After says when.
+    http::Response r = http::json_error(507, "the disk holding data_dir " + config_.data_dir + " is full (" +
+                                                 outcome.error + "); nothing was stored, retry later");
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  }
+  if (outcome.status == storage::IngestStatus::stopped) {
+    return http::json_error(503, "writes are stopped after lost durability (" + outcome.error +
+                                     "); nothing was stored; the daemon takes writes again after a restart");
+  }
 
   std::string body;
   body.reserve(64);

@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "server/storage/file_io.hpp"
 #include "server/storage/memtable.hpp"
 #include "server/storage/merge.hpp"
 #include "server/storage/query_pool.hpp"
@@ -26,6 +27,8 @@ namespace sydra::storage {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// How often a flush that failed for want of space is tried again.
+constexpr auto kFullRetry = std::chrono::milliseconds(200);
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -106,6 +109,79 @@ struct Engine::Impl {
   std::uint64_t activity_seen = 0;
   bool trim_due = false;
   std::atomic<std::uint64_t> flushes{0}, flush_failures{0}, flush_points{0}, flush_ns{0};
+  std::atomic<std::uint64_t> ingest_disk_full{0}, ingest_stopped{0};
+
+  // Write health (engine.hpp, "Faults"). The disk is full while the last WAL append or the
+  // last flush failed for want of space; writes stop for good (until a restart) once an
+  // fsync failed or the MANIFEST's directory could not be synced. Each change is logged
+  // once, not per request.
+  std::atomic<bool> wal_full{false};
+  std::atomic<bool> flush_full{false};
+  std::atomic<bool> stopped{false};
+  mutable std::mutex health_mu;
+  std::string full_why;     // under health_mu
+  std::string stopped_why;  // under health_mu
+  std::string flush_error;  // under health_mu: the last flush's failure, until one succeeds
+  Clock::time_point full_since;
+  bool flush_failing = false;  // under flush_mutex: the last flush failed (other than ENOSPC)
+
+  bool disk_full() const {
+    return wal_full.load(std::memory_order_acquire) || flush_full.load(std::memory_order_acquire);
+  }
+
+  void set_full(std::atomic<bool>& flag, const std::string& why) {
+    std::lock_guard lk(health_mu);
+    const bool was_full = disk_full();
+    flag.store(true, std::memory_order_release);
+    full_why = why;
+    if (was_full) return;
+    full_since = Clock::now();
+    spdlog::error("disk full under {}: {}; ingest answers 507 until there is room again, queries go on",
+                  options.data_dir, why);
+  }
+
+  void clear_full(std::atomic<bool>& flag) {
+    if (!flag.load(std::memory_order_acquire)) return;
+    std::lock_guard lk(health_mu);
+    if (!flag.exchange(false)) return;
+    if (!disk_full())
+      spdlog::info("disk space is back under {}: writes resumed after {:.1f} s", options.data_dir,
+                   seconds_since(full_since));
+  }
+
+  void stop_writes(const std::string& why) {
+    std::lock_guard lk(health_mu);
+    if (stopped.exchange(true)) return;
+    stopped_why = why;
+    spdlog::critical(
+        "writes stopped: {}; what was acknowledged before is safe, nothing more is taken until "
+        "the daemon is restarted",
+        why);
+  }
+
+  std::string health_message(bool full) const {
+    std::lock_guard lk(health_mu);
+    return full ? full_why : stopped_why;
+  }
+
+  // A background write (flush, compaction, retention) failed: the failure that stops writes,
+  // the disk full, or another one (logged by the caller).
+  bool classify_store_failure(const std::exception& e, std::atomic<bool>* full_flag, const char* what) {
+    if (dynamic_cast<const io::DirSyncFailed*>(&e) != nullptr ||
+        dynamic_cast<const SegmentStoreBroken*>(&e) != nullptr) {
+      stop_writes(std::string(what) + ": " + e.what());
+      return true;
+    }
+    if (!io::is_disk_full(e)) return false;
+    if (full_flag != nullptr) {
+      set_full(*full_flag, std::string(what) + ": " + e.what());
+    } else if (!disk_full()) {
+      spdlog::warn(
+          "{} found the disk full ({}); the segments and MANIFEST are unchanged, it is tried again later",
+          what, e.what());
+    }
+    return true;
+  }
 
   Timestamp now_ms() const { return options.now_ms ? options.now_ms() : system_now_ms(); }
 
@@ -171,7 +247,12 @@ struct Engine::Impl {
   bool flush_locked() {
     if (flushing.load() == nullptr) {
       Memtable* current = active.load();
-      if (current->empty()) return true;
+      if (current->empty()) {
+        // Nothing to write; the WAL may still hold files that are all in segments (after a
+        // restart, or the current file once ingest went quiet).
+        checkpoint_wal(segments->flushed_lsn());
+        return true;
+      }
       {
         std::unique_lock<std::shared_mutex> lock(gen_mutex);
         flushing.store(current);
@@ -189,20 +270,27 @@ struct Engine::Impl {
       points = write_segment(*old, flushing_lsn);
     } catch (const std::exception& e) {
       flush_failures.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("flush failed, will retry (the data stays in the memtable and the WAL): {}", e.what());
+      if (!classify_store_failure(e, &flush_full, "flush") && !flush_failing)
+        spdlog::error("flush failed, will retry (the data stays in the memtable and the WAL): {}", e.what());
+      flush_failing = true;
+      std::lock_guard lk(health_mu);
+      flush_error = e.what();
       return false;
     }
+    if (flush_failing) {
+      flush_failing = false;
+      spdlog::info("flush succeeded again");
+      std::lock_guard lk(health_mu);
+      flush_error.clear();
+    }
+    clear_full(flush_full);
     {
       // Readers after this see the points in the segments; those still holding `old` keep
       // reading it safely until they leave their epoch section.
       std::unique_lock<std::shared_mutex> lock(gen_mutex);
       flushing.store(nullptr);
     }
-    try {
-      wal->checkpoint(flushing_lsn);
-    } catch (const std::exception& e) {
-      spdlog::warn("WAL checkpoint at lsn {} failed (old WAL files stay): {}", flushing_lsn, e.what());
-    }
+    checkpoint_wal(flushing_lsn);
     old->retire_all();
     spare = old;
     flushes.fetch_add(1, std::memory_order_relaxed);
@@ -215,6 +303,14 @@ struct Engine::Impl {
   bool flush() {
     std::lock_guard<std::mutex> guard(flush_mutex);
     return flush_locked();
+  }
+
+  void checkpoint_wal(Lsn flushed) {
+    try {
+      wal->checkpoint(flushed);
+    } catch (const std::exception& e) {
+      spdlog::warn("WAL checkpoint at lsn {} failed (old WAL files stay): {}", flushed, e.what());
+    }
   }
 
   // Wakes ingest waiters. Taking state_mutex first orders this after a waiter's check, so
@@ -240,6 +336,7 @@ struct Engine::Impl {
     std::unique_lock<std::mutex> lock(state_mutex);
     for (;;) {
       if (active.load()->bytes() < max) return true;
+      if (flush_full.load(std::memory_order_acquire)) return false;  // no flush can make room now
       if (!flush_requested) {
         flush_requested = true;
         wake.notify_one();
@@ -260,14 +357,22 @@ struct Engine::Impl {
         auto deadline = last_flush + flush_period;
         if (options.retention_days > 0) deadline = std::min(deadline, next_retention);
         if (options.compaction_interval_ms > 0) deadline = std::min(deadline, next_compaction);
+        // While a flush fails for want of space, it is retried every kFullRetry, so that
+        // ingest resumes soon after space is back.
+        if (flush_full.load(std::memory_order_acquire))
+          deadline = std::min(deadline, last_flush + kFullRetry);
         // A failed flush is retried at least every flush period, never in a tight loop.
         wake.wait_until(lock, deadline, [&] { return stopping || flush_requested; });
         if (stopping) return;
         size_flush = flush_requested;
         flush_requested = false;
       }
+      // A sync of the log that failed on the WAL's own thread stops writes now, not at the
+      // next ingest.
+      if (wal->broken() && !stopped.load(std::memory_order_acquire)) stop_writes(wal->broken_reason());
       const auto now = Clock::now();
-      if (size_flush || now >= last_flush + flush_period) {
+      if (size_flush || now >= last_flush + flush_period ||
+          (flush_full.load(std::memory_order_acquire) && now >= last_flush + kFullRetry)) {
         {
           std::lock_guard<std::mutex> guard(flush_mutex);
           flush_locked();
@@ -285,7 +390,8 @@ struct Engine::Impl {
         try {
           segments->compact();
         } catch (const std::exception& e) {
-          spdlog::error("compaction failed: {}", e.what());
+          if (!classify_store_failure(e, nullptr, "compaction"))
+            spdlog::error("compaction failed: {}", e.what());
         }
         next_compaction = now + std::chrono::milliseconds(options.compaction_interval_ms);
       }
@@ -315,7 +421,7 @@ struct Engine::Impl {
       const std::size_t dropped = segments->drop_older_than(cutoff);
       return dropped;
     } catch (const std::exception& e) {
-      spdlog::error("retention failed: {}", e.what());
+      if (!classify_store_failure(e, nullptr, "retention")) spdlog::error("retention failed: {}", e.what());
       return 0;
     }
   }
@@ -489,6 +595,8 @@ std::unique_ptr<Engine> Engine::open(const EngineOptions& options, alloc::SmallP
   wal_options.interval_ms = options.sync_interval_ms;
   wal_options.max_file_bytes = options.wal_max_file_bytes;
   s.wal = Wal::open(wal_options, s.recovered_lsn + 1);
+  // WAL files wholly in segments (those a previous run left behind) go now.
+  s.checkpoint_wal(flushed);
 
   s.apply_retention();
   if (options.background) s.background = std::thread([&s] { s.run_background(); });
@@ -515,7 +623,20 @@ IngestOutcome Engine::ingest(const ParsedBatch& batch, IngestScratch& scratch) {
   s.ingest_rejected.fetch_add(batch.rejected, std::memory_order_relaxed);
   IngestOutcome outcome;
   if (batch.points.empty()) return outcome;
+  const auto refuse = [&](IngestStatus status) {
+    outcome.status = status;
+    if (status == IngestStatus::stopped) {
+      s.ingest_stopped.fetch_add(1, std::memory_order_relaxed);
+      outcome.error = s.health_message(false);
+    } else {
+      s.ingest_disk_full.fetch_add(1, std::memory_order_relaxed);
+      outcome.error = s.health_message(true);
+    }
+    return outcome;
+  };
+  if (s.stopped.load(std::memory_order_acquire)) return refuse(IngestStatus::stopped);
   if (!s.wait_for_room()) {
+    if (s.flush_full.load(std::memory_order_acquire)) return refuse(IngestStatus::disk_full);
     s.ingest_busy.fetch_add(1, std::memory_order_relaxed);
     outcome.status = IngestStatus::busy;
     return outcome;
@@ -536,12 +657,34 @@ IngestOutcome Engine::ingest(const ParsedBatch& batch, IngestScratch& scratch) {
 
   {
     std::shared_lock<std::shared_mutex> lock(s.gen_mutex);
-    outcome.lsn = s.wal->append(payload);
+    try {
+      outcome.lsn = s.wal->append(payload);
+    } catch (const std::exception& e) {
+      // Nothing of the batch is in the log (wal.hpp): refuse it.
+      if (s.wal->broken()) {
+        s.stop_writes(s.wal->broken_reason());
+        return refuse(IngestStatus::stopped);
+      }
+      if (io::is_disk_full(e)) {
+        s.set_full(s.wal_full, e.what());
+        return refuse(IngestStatus::disk_full);
+      }
+      throw;
+    }
     Memtable& m = *s.active.load();
     for (const WalRun& r : runs)
       s.insert(m, r.id, r.key, std::span<const Point>(points).subspan(r.begin, r.end - r.begin));
   }
-  if (s.options.sync == SyncMode::always) s.wal->wait_durable(outcome.lsn);
+  s.clear_full(s.wal_full);
+  if (s.options.sync == SyncMode::always) {
+    try {
+      s.wal->wait_durable(outcome.lsn);
+    } catch (const std::exception& e) {
+      // Lost durability: never acknowledged, and never retried as if the data were safe.
+      s.stop_writes(e.what());
+      return refuse(IngestStatus::stopped);
+    }
+  }
   if (s.active.load()->bytes() >= s.options.memtable_max_bytes) s.request_flush();
   outcome.ingested = batch.points.size();
   s.ingest_points.fetch_add(outcome.ingested, std::memory_order_relaxed);
@@ -600,7 +743,12 @@ std::size_t Engine::apply_retention() {
 }
 
 bool Engine::compact(bool force) {
-  return impl_->segments->compact(4u << 20, 4, force);
+  try {
+    return impl_->segments->compact(4u << 20, 4, force);
+  } catch (const std::exception& e) {
+    impl_->classify_store_failure(e, nullptr, "compaction");
+    throw;
+  }
 }
 
 void Engine::sync_wal() {
@@ -622,6 +770,19 @@ EngineStats Engine::stats() const {
   st.ingest_points = s.ingest_points.load(std::memory_order_relaxed);
   st.ingest_rejected = s.ingest_rejected.load(std::memory_order_relaxed);
   st.ingest_busy = s.ingest_busy.load(std::memory_order_relaxed);
+  st.ingest_disk_full = s.ingest_disk_full.load(std::memory_order_relaxed);
+  st.ingest_stopped = s.ingest_stopped.load(std::memory_order_relaxed);
+  st.disk_full = s.disk_full();
+  st.writes_stopped = s.stopped.load(std::memory_order_acquire);
+  if (st.writes_stopped) {
+    st.write_error = s.health_message(false);
+  } else if (st.disk_full) {
+    st.write_error = s.health_message(true);
+  }
+  {
+    std::lock_guard lk(s.health_mu);
+    st.flush_error = s.flush_error;
+  }
   st.flushes = s.flushes.load(std::memory_order_relaxed);
   st.flush_failures = s.flush_failures.load(std::memory_order_relaxed);
   st.flush_seconds = static_cast<double>(s.flush_ns.load(std::memory_order_relaxed)) * 1e-9;

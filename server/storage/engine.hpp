@@ -38,6 +38,19 @@
 //   segments' flushed lsn into the memtable (flushing to a segment whenever the memtable
 //   passes its bound); open the WAL for appending; apply retention once.
 //
+// Faults
+//   Disk full (ENOSPC, EDQUOT): a WAL append that fails leaves nothing in the log (wal.hpp)
+//   and ingest answers IngestStatus::disk_full; a flush that fails leaves the memtable, the
+//   WAL, the segments and the MANIFEST as they were and is tried again every 200 ms; while
+//   it fails, ingest that finds the memtable full answers disk_full at once. The state ends
+//   by itself at the first append or flush that succeeds. Compaction and retention that
+//   fail change nothing and run again at their next period.
+//   Lost durability: an fsync of the WAL that fails (the kernel may have dropped the pages
+//   it was to write), a WAL write that could not be cut back, or a MANIFEST whose directory
+//   fsync failed: writes stop (IngestStatus::stopped) until a restart, which recovers
+//   from what is on disk. Never retried and acknowledged.
+//   Each change of state is logged once. Queries go on in every state.
+//
 // The WAL record payload is in wal_record.hpp; downsampling and aggregation in downsample.hpp.
 #pragma once
 
@@ -94,13 +107,16 @@ enum class QueryStatus { ok, too_large };
 
 enum class IngestStatus {
   ok,
-  busy,  // the memtable stayed full for ingest_wait_ms: nothing was stored
+  busy,       // the memtable stayed full for ingest_wait_ms: nothing was stored
+  disk_full,  // no space for the WAL record or the flush: nothing was stored (see "Faults")
+  stopped,    // writes are stopped after lost durability: nothing was stored
 };
 
 struct IngestOutcome {
   IngestStatus status = IngestStatus::ok;
   std::uint64_t ingested = 0;
-  Lsn lsn = 0;  // the batch's WAL record (0 when it had no points)
+  Lsn lsn = 0;        // the batch's WAL record (0 when it had no points)
+  std::string error;  // disk_full, stopped: the failure, naming the file and the call
 };
 
 // A many-series query: the series the matchers select, their points in [start, end],
@@ -146,13 +162,20 @@ struct EngineStats {
   // Ingest.
   std::uint64_t ingest_requests = 0;
   std::uint64_t ingest_points = 0;
-  std::uint64_t ingest_rejected = 0;  // lines rejected by the parser
-  std::uint64_t ingest_busy = 0;      // batches refused because the memtable stayed full
+  std::uint64_t ingest_rejected = 0;   // lines rejected by the parser
+  std::uint64_t ingest_busy = 0;       // batches refused because the memtable stayed full
+  std::uint64_t ingest_disk_full = 0;  // batches refused because the disk is full
+  std::uint64_t ingest_stopped = 0;    // batches refused because writes are stopped
+  // Write health (see "Faults"): the failure behind the state, naming the file and the call.
+  bool disk_full = false;
+  bool writes_stopped = false;
+  std::string write_error;
   // Flush.
   std::uint64_t flushes = 0;
   std::uint64_t flush_failures = 0;
   double flush_seconds = 0;
   std::uint64_t flush_points = 0;
+  std::string flush_error;  // the last flush's failure (naming the file and the call), until one succeeds
   // WAL.
   std::uint64_t wal_bytes = 0;
   std::uint64_t wal_records = 0;
@@ -205,7 +228,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Stores a parsed batch (see above), using `scratch`'s buffers. Throws std::system_error
-  // on WAL I/O failure.
+  // on a WAL write failure other than a full disk (nothing of the batch is stored).
   IngestOutcome ingest(const ParsedBatch& batch, IngestScratch& scratch);
   // The same with buffers of its own (allocated for this call).
   IngestOutcome ingest(const ParsedBatch& batch);

@@ -2,12 +2,18 @@
 // whole writes and reads that retry on EINTR, fsync of files and directories, and the
 // write-to-temp / fsync / rename / fsync-directory sequence that replaces a file atomically.
 // Every failure throws std::system_error whose message names the operation and the path.
+// Every storage I/O call (open, write, fsync, rename, directory fsync, unlink, read,
+// truncate) goes through these functions, so a test can make any of them fail: see
+// file_io_faults.hpp (the seam exists only in the test-only library sydra_file_io_faults;
+// the daemon's sydra_file_io has no check on the path).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace sydra::storage::io {
@@ -42,11 +48,25 @@ void write_all(int fd, const void* data, std::size_t size, const std::string& pa
 void fsync_file(int fd, const std::string& path);
 void fdatasync_file(int fd, const std::string& path);
 void fsync_dir(const std::string& dir);
+void rename_file(const std::string& from, const std::string& to);
+void unlink_file(const std::string& path);  // ENOENT is not an error
+void truncate_file(int fd, std::uint64_t size, const std::string& path);
 std::vector<std::byte> read_file(const std::string& path);
 std::uint64_t file_size(int fd, const std::string& path);
 
+// Thrown by replace_file_atomically when the rename happened but the directory fsync after it
+// failed: the new content is in place but may not survive a crash of the machine.
+class DirSyncFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// True for the errors that mean "no space left" (ENOSPC, EDQUOT) in a std::system_error.
+bool is_disk_full(const std::exception& e) noexcept;
+
 // Writes `bytes` to <dir>/<name>.tmp, fsyncs it, renames it over <dir>/<name> and fsyncs
-// the directory: afterwards the file has the old or the new content, never a mix.
+// the directory: afterwards the file has the old or the new content, never a mix. On a
+// failure before the rename the temp file is removed and the old file is untouched.
 void replace_file_atomically(const std::string& dir, const std::string& name,
                              std::span<const std::byte> bytes);
 

@@ -273,9 +273,15 @@ std::string Writer::finish() {
   flush();
   io::fsync_file(fd_.get(), tmp_path_);
   fd_.reset();
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) io::throw_errno("rename", tmp_path_);
+  io::rename_file(tmp_path_, path_);
   finished_ = true;
-  io::fsync_dir(dir_);
+  try {
+    io::fsync_dir(dir_);
+  } catch (...) {
+    // Listed nowhere yet: the caller writes it again later.
+    ::unlink(path_.c_str());
+    throw;
+  }
   return path_;
 }
 

@@ -90,9 +90,14 @@ ManifestData read_manifest(const std::string& path) {
   }
 }
 
+// A file no version lists any more; one that cannot be deleted is an orphan that open()
+// removes at the next start.
 void unlink_quietly(const std::string& path) {
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    spdlog::warn("segments: cannot delete {}: {}", path, std::strerror(errno));
+  try {
+    io::unlink_file(path);
+  } catch (const std::exception& e) {
+    spdlog::warn("segments: cannot delete {} (removed at the next start): {}", path, e.what());
+  }
 }
 
 }  // namespace
@@ -113,10 +118,29 @@ struct SegmentStore::Impl {
     return version;
   }
 
-  // Steps 2 and 3 of the write order (under write_mu).
-  void commit(std::shared_ptr<const Version> next) {
+  std::string broken;  // under write_mu: why the store takes no more writes (SegmentStoreBroken)
+
+  // Under write_mu, first thing in every writer.
+  void check_writable() const {
+    if (!broken.empty())
+      throw SegmentStoreBroken("the segment store " + dir + " takes no more writes: " + broken);
+  }
+
+  // Steps 2 and 3 of the write order (under write_mu). On failure the old MANIFEST and
+  // version stay, and `added` (the new segment, if any) is deleted: it is listed nowhere.
+  // When only the directory fsync after the rename failed, the new MANIFEST may or may not
+  // survive a crash: nothing is deleted and the store stops taking writes.
+  void commit(std::shared_ptr<const Version> next, const std::string& added = {}) {
     const std::string text = manifest_text(*next);
-    io::replace_file_atomically(dir, kManifest, std::as_bytes(std::span(text.data(), text.size())));
+    try {
+      io::replace_file_atomically(dir, kManifest, std::as_bytes(std::span(text.data(), text.size())));
+    } catch (const io::DirSyncFailed& e) {
+      broken = e.what();
+      throw;
+    } catch (...) {
+      if (!added.empty()) unlink_quietly(added);
+      throw;
+    }
     flushed.store(next->flushed_lsn, std::memory_order_release);
     std::lock_guard lk(version_mu);
     version = std::move(next);
@@ -209,6 +233,7 @@ SegmentInfo SegmentStore::add(std::span<const SeriesPoints> series, Lsn flushed_
 SegmentInfo SegmentStore::add_streamed(const std::function<void(const SeriesEmit&)>& produce,
                                        Lsn flushed_lsn) {
   std::lock_guard lk(impl_->write_mu);
+  impl_->check_writable();
   const auto cur = impl_->snapshot();
   auto next = std::make_shared<Version>(*cur);
   next->flushed_lsn = std::max(cur->flushed_lsn, flushed_lsn);
@@ -220,8 +245,9 @@ SegmentInfo SegmentStore::add_streamed(const std::function<void(const SeriesEmit
     if (!writer) writer.emplace(impl_->dir, number);
     writer->add_series(id, key, points);
   });
+  std::string path;
   if (writer) {
-    const std::string path = writer->finish();
+    path = writer->finish();
     try {
       next->segments.push_back(segment::File::open(path, number));
     } catch (...) {
@@ -231,7 +257,7 @@ SegmentInfo SegmentStore::add_streamed(const std::function<void(const SeriesEmit
     next->next_number = number + 1;
     info = next->segments.back()->info();
   }
-  impl_->commit(std::move(next));
+  impl_->commit(std::move(next), path);
   return info;
 }
 
@@ -262,6 +288,7 @@ void SegmentStore::for_each_series(const std::function<void(SeriesId, std::strin
 
 std::size_t SegmentStore::drop_older_than(Timestamp cutoff) {
   std::lock_guard lk(impl_->write_mu);
+  impl_->check_writable();
   const auto cur = impl_->snapshot();
   auto next = std::make_shared<Version>(*cur);
   std::vector<std::string> dropped;
@@ -281,6 +308,7 @@ std::size_t SegmentStore::drop_older_than(Timestamp cutoff) {
 
 bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bool force) {
   std::lock_guard lk(impl_->write_mu);
+  impl_->check_writable();
   const auto cur = impl_->snapshot();
   const auto& segs = cur->segments;
 
@@ -358,7 +386,7 @@ bool SegmentStore::compact(std::uint64_t small_bytes, std::size_t min_inputs, bo
   std::uint64_t input_bytes = 0;
   for (const auto& s : inputs) input_bytes += s->info().bytes;
   const std::uint64_t output_bytes = next->segments[first]->info().bytes;
-  impl_->commit(std::move(next));
+  impl_->commit(std::move(next), path);
   for (const auto& s : inputs) unlink_quietly(s->path());
   impl_->compactions.fetch_add(1, std::memory_order_relaxed);
   if (count == 1) {

@@ -57,6 +57,13 @@ class SegmentCorruption : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The store takes no more writes: the directory fsync after a MANIFEST replacement failed,
+// so which MANIFEST a crash would leave is unknown. A restart recovers from what is on disk.
+class SegmentStoreBroken : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // The directory's LOCK is held by another process (a running daemon).
 class DirectoryInUse : public std::runtime_error {
  public:

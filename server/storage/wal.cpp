@@ -18,8 +18,17 @@
 //                  while a leader exists, and the leader always notifies, so none is forgotten.
 //   flusher        a thread that every interval_ms fsyncs (`interval`).
 // No thread holds `mu` and `sync_mu` at once; `durable` is an atomic that rotation and the
-// leader both raise. After any I/O error the log is broken: every later call throws (a failed
-// fsync must not be retried as if the data were then safe).
+// leader both raise.
+// Failures:
+//   a failed write (ENOSPC, EIO, or a write cut short) is undone: the file is truncated back
+//   to the end of the last whole record and the lsn is not used, so the log never holds a
+//   torn record in its middle and the next append may succeed (once the disk has room).
+//   Only when that truncation fails too is the log broken.
+//   a failed fsync (of a file or at rotation) breaks the log: every later call throws
+//   WalBroken (a failed fsync must not be retried as if the data were then safe: the kernel
+//   may have dropped the dirty pages).
+//   a failure to create the next file at rotation leaves the current one in use (its
+//   records are already durable); rotation is tried again at the next append.
 #include "server/storage/wal.hpp"
 
 #include <fcntl.h>
@@ -170,7 +179,7 @@ bool valid_record_follows(std::span<const std::byte> bytes, std::uint64_t from, 
 
 void truncate_file(const std::string& path, std::uint64_t size) {
   io::Fd fd = io::open_file(path, O_WRONLY);
-  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) io::throw_errno("truncate", path);
+  io::truncate_file(fd.get(), size, path);
   io::fsync_file(fd.get(), path);
 }
 
@@ -246,7 +255,7 @@ WalReplayResult replay_wal(const std::string& dir, Lsn after,
     if (bytes.size() < kFileHeaderBytes) {
       if (!last) throw WalCorruption(f.path, 0, "file shorter than its header");
       spdlog::warn("WAL: {} has a torn header ({} bytes); removing it", f.path, bytes.size());
-      if (::unlink(f.path.c_str()) != 0) io::throw_errno("unlink", f.path);
+      io::unlink_file(f.path);
       result.truncated_bytes += bytes.size();
       break;
     }
@@ -283,8 +292,9 @@ struct Wal::Impl {
 
   std::mutex mu;  // the append state below
   std::shared_ptr<WalFile> file;
-  std::uint64_t file_bytes = 0;   // header + every record framed into the current file
-  std::vector<std::byte> buffer;  // framed, not yet written
+  std::uint64_t file_bytes = 0;     // header + every record framed into the current file
+  std::uint64_t written_bytes = 0;  // of which written out: the end of its last whole record
+  std::vector<std::byte> buffer;    // framed, not yet written
   Lsn next_lsn = 1;
   std::vector<ClosedFile> closed;  // oldest first
 
@@ -300,10 +310,23 @@ struct Wal::Impl {
   std::condition_variable stop_cv;
   bool stop = false;
   std::thread flusher;
+  std::atomic<bool> reported_broken{false};
 
-  void check_usable() const {
-    if (broken.load(std::memory_order_acquire))
-      throw std::runtime_error("WAL " + options.dir + " is unusable after an earlier I/O error");
+  std::mutex broken_mu;
+  std::string broken_why;  // under broken_mu: the failure that broke the log
+
+  void mark_broken(const std::string& why) {
+    {
+      std::lock_guard lk(broken_mu);
+      if (broken_why.empty()) broken_why = why;
+    }
+    broken.store(true, std::memory_order_release);
+  }
+
+  void check_usable() {
+    if (!broken.load(std::memory_order_acquire)) return;
+    std::lock_guard lk(broken_mu);
+    throw WalBroken("the WAL " + options.dir + " takes no more writes: " + broken_why);
   }
 
   void advance_durable(Lsn lsn) {
@@ -312,47 +335,63 @@ struct Wal::Impl {
     }
   }
 
+  // A new file holding only its header; on failure nothing of it is left behind.
   std::shared_ptr<WalFile> create_file(Lsn first) {
     auto f = std::make_shared<WalFile>();
     f->first = first;
     f->path = options.dir + "/" + wal_file_name(first);
-    f->fd = io::open_file(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
-    std::vector<std::byte> header;
-    append_file_header(header);
-    io::write_all(f->fd.get(), header.data(), header.size(), f->path);
-    io::fsync_dir(options.dir);
+    try {
+      f->fd = io::open_file(f->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND);
+      std::vector<std::byte> header;
+      append_file_header(header);
+      io::write_all(f->fd.get(), header.data(), header.size(), f->path);
+      io::fsync_dir(options.dir);
+    } catch (...) {
+      f->fd.reset();
+      ::unlink(f->path.c_str());
+      throw;
+    }
     return f;
   }
 
-  // Under mu.
+  // Under mu: writes the buffer (whole records) out. On failure the file is cut back to the
+  // end of its last whole record and the buffer dropped; the caller un-appends its records.
   void write_out_locked() {
     if (buffer.empty()) return;
     try {
       io::write_all(file->fd.get(), buffer.data(), buffer.size(), file->path);
-    } catch (...) {
-      broken.store(true, std::memory_order_release);
+    } catch (const std::exception& e) {
+      buffer.clear();
+      try {
+        io::truncate_file(file->fd.get(), written_bytes, file->path);
+      } catch (const std::exception& t) {
+        mark_broken(std::string(e.what()) + ", and cutting the partial record off failed: " + t.what());
+      }
       throw;
     }
+    written_bytes += buffer.size();
     buffer.clear();
   }
 
-  // Under mu: the current file is complete; fsync it and start the next.
+  // Under mu: fsyncs the current file (complete) and starts the next. A failed fsync breaks
+  // the log; a failure to create the next file keeps the current one (retried later).
   void rotate_locked() {
+    const auto t0 = std::chrono::steady_clock::now();
     try {
-      write_out_locked();
-      const auto t0 = std::chrono::steady_clock::now();
       io::fdatasync_file(file->fd.get(), file->path);
-      stats.fsync_ns.fetch_add(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - t0).count()),
-                               std::memory_order_relaxed);
-      stats.fsyncs.fetch_add(1, std::memory_order_relaxed);
-      advance_durable(next_lsn - 1);
-      closed.push_back({file->path, file->first, next_lsn - 1});
-      file = create_file(next_lsn);
-    } catch (...) {
-      broken.store(true, std::memory_order_release);
+    } catch (const std::exception& e) {
+      mark_broken(e.what());
       throw;
     }
+    stats.fsync_ns.fetch_add(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - t0).count()),
+                             std::memory_order_relaxed);
+    stats.fsyncs.fetch_add(1, std::memory_order_relaxed);
+    advance_durable(next_lsn - 1);
+    std::shared_ptr<WalFile> next = create_file(next_lsn);
+    closed.push_back({file->path, file->first, next_lsn - 1});
+    file = std::move(next);
     file_bytes = kFileHeaderBytes;
+    written_bytes = kFileHeaderBytes;
     stats.rotations.fetch_add(1, std::memory_order_relaxed);
     stats.files.fetch_add(1, std::memory_order_relaxed);
   }
@@ -372,8 +411,8 @@ struct Wal::Impl {
     const auto t0 = std::chrono::steady_clock::now();
     try {
       io::fdatasync_file(f->fd.get(), f->path);
-    } catch (...) {
-      broken.store(true, std::memory_order_release);
+    } catch (const std::exception& e) {
+      mark_broken(e.what());
       throw;
     }
     stats.fsync_ns.fetch_add(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - t0).count()),
@@ -426,7 +465,9 @@ struct Wal::Impl {
           if (!broken.load(std::memory_order_acquire)) write_out_locked();
         }
       } catch (const std::exception& e) {
-        spdlog::error("WAL: background flush of {} failed: {}", options.dir, e.what());
+        // Once: a broken log stays broken and the engine says so.
+        if (!reported_broken.exchange(true))
+          spdlog::error("WAL: background sync of {} failed: {}", options.dir, e.what());
       }
       lk.lock();
     }
@@ -463,6 +504,7 @@ std::unique_ptr<Wal> Wal::open(const WalOptions& options, Lsn next_lsn) {
   impl->durable.store(next_lsn - 1);
   impl->file = impl->create_file(next_lsn);
   impl->file_bytes = kFileHeaderBytes;
+  impl->written_bytes = kFileHeaderBytes;
   impl->buffer.reserve(kWriteBufferBytes + (64 << 10));
   impl->stats.files.store(impl->closed.size() + 1);
   impl->flusher = std::thread([p = impl.get()] { p->run_flusher(); });
@@ -500,15 +542,24 @@ Lsn Wal::append(std::span<const std::byte> payload) {
   const std::uint32_t crc = crc32c(p + 8, 8 + payload.size());
   std::memcpy(p + 4, &crc, 4);
 
+  // Written before the lsn is taken for good: a failed write leaves no trace (see the top).
+  w.write_out_locked();
   w.next_lsn = lsn + 1;
   w.file_bytes += framed;
   w.last_lsn.store(lsn, std::memory_order_release);
   w.stats.records.fetch_add(1, std::memory_order_relaxed);
   w.stats.bytes_written.fetch_add(framed, std::memory_order_relaxed);
   if (w.file_bytes >= w.options.max_file_bytes) {
-    w.rotate_locked();
-  } else {
-    w.write_out_locked();
+    try {
+      w.rotate_locked();
+    } catch (const WalBroken&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (w.broken.load(std::memory_order_acquire)) throw;  // the fsync failed
+      // The record is written (and now durable); only the next file could not be made.
+      spdlog::warn("WAL: cannot start the next file in {} ({}); appending to {} meanwhile", w.options.dir,
+                   e.what(), w.file->path);
+    }
   }
   return lsn;
 }
@@ -524,10 +575,27 @@ void Wal::sync() {
 void Wal::checkpoint(Lsn flushed) {
   Impl& w = *impl_;
   std::lock_guard lk(w.mu);
+  if (!w.broken.load(std::memory_order_acquire) && w.file->first <= flushed &&
+      w.file_bytes > kFileHeaderBytes) {
+    // The current file holds flushed records. Every one of them: start the next file, so
+    // that this one goes below. Many of them (an eighth of a file): the same, so that it
+    // goes at the next checkpoint, instead of staying until the file fills.
+    const bool all_flushed = w.next_lsn - 1 <= flushed;
+    if (all_flushed || w.file_bytes >= w.options.max_file_bytes / 8) {
+      try {
+        w.rotate_locked();
+      } catch (const std::exception& e) {
+        spdlog::warn("WAL: cannot start the next file in {} at a checkpoint: {}", w.options.dir, e.what());
+      }
+    }
+  }
   std::size_t n = 0;
   while (n < w.closed.size() && w.closed[n].last <= flushed) {
-    if (::unlink(w.closed[n].path.c_str()) != 0 && errno != ENOENT) {
-      spdlog::warn("WAL: cannot delete {}: {}", w.closed[n].path, std::strerror(errno));
+    try {
+      io::unlink_file(w.closed[n].path);
+    } catch (const std::exception& e) {
+      spdlog::warn("WAL: cannot delete {} (it stays until the next checkpoint): {}", w.closed[n].path,
+                   e.what());
       break;
     }
     ++n;
@@ -536,6 +604,15 @@ void Wal::checkpoint(Lsn flushed) {
   w.closed.erase(w.closed.begin(), w.closed.begin() + static_cast<std::ptrdiff_t>(n));
   w.stats.files_deleted.fetch_add(n, std::memory_order_relaxed);
   w.stats.files.fetch_sub(n, std::memory_order_relaxed);
+}
+
+bool Wal::broken() const noexcept {
+  return impl_->broken.load(std::memory_order_acquire);
+}
+
+std::string Wal::broken_reason() const {
+  std::lock_guard lk(impl_->broken_mu);
+  return impl_->broken_why;
 }
 
 Lsn Wal::last_lsn() const noexcept {

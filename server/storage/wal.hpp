@@ -45,6 +45,13 @@ class WalCorruption : public std::runtime_error {
   std::uint64_t offset;
 };
 
+// The log takes no more writes: an fsync failed (the kernel may have dropped the data it
+// was to write), or a failed write could not be cut off. what() names the file and the call.
+class WalBroken : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 struct WalReplayResult {
   Lsn last_lsn = 0;                   // highest lsn seen (0 when the log is empty)
   std::uint64_t records = 0;          // records passed to the callback
@@ -86,14 +93,22 @@ class Wal {
   static std::unique_ptr<Wal> open(const WalOptions& options, Lsn next_lsn);
   ~Wal();  // syncs and closes
 
-  // Appends one record; thread-safe; returns its lsn. Throws std::system_error on I/O error.
+  // Appends one record; thread-safe; returns its lsn. Throws std::system_error on I/O error
+  // (the record is then not in the log: a partial write is cut off, its lsn not used; with
+  // ENOSPC it may be retried once there is room), WalBroken once the log takes no more writes.
   Lsn append(std::span<const std::byte> payload);
-  // Blocks until every record <= lsn is on disk (group commit). Any mode.
+  // Blocks until every record <= lsn is on disk (group commit). Any mode. Throws WalBroken
+  // or std::system_error when the fsync fails (the log is broken from then on).
   void wait_durable(Lsn lsn);
   // fsyncs everything appended so far (shutdown, tests).
   void sync();
-  // Deletes closed files whose records are all <= lsn.
+  // Deletes closed files whose records are all <= lsn. When the current file starts at or
+  // below `flushed` and every record in it is flushed, or an eighth of max_file_bytes is,
+  // the next file is started first, so that the WAL keeps only what is not yet in segments.
   void checkpoint(Lsn flushed);
+  // True once an fsync failed (see WalBroken).
+  bool broken() const noexcept;
+  std::string broken_reason() const;  // the failure that broke it, naming the file and the call
 
   Lsn last_lsn() const noexcept;
   Lsn durable_lsn() const noexcept;

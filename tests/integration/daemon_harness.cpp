@@ -594,4 +594,12 @@ std::optional<std::string> NotifySocket::wait_for(std::string_view line, Millis 
   }
 }
 
+double metric(std::uint16_t port, std::string_view name) {
+  const std::string text = http_get(port, "/metrics").body;
+  for (const std::string& l : lines_of(text))
+    if (l.size() > name.size() && l.compare(0, name.size(), name) == 0 && l[name.size()] == ' ')
+      return std::stod(l.substr(name.size() + 1));
+  return -1;
+}
+
 }  // namespace sydra::itest

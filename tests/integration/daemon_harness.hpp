@@ -268,6 +268,9 @@ class Connection {
 HttpResponse http_get(std::uint16_t port, std::string_view target,
                       const std::vector<std::string>& headers = {});
 
+// The value of an unlabelled metric in GET /metrics on `port`; -1 when absent.
+double metric(std::uint16_t port, std::string_view name);
+
 // A TCP port on 127.0.0.1 nothing listens on (bound, read and released: good enough here).
 std::uint16_t unused_port();
 

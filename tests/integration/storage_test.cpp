@@ -71,15 +71,6 @@ json status(std::uint16_t port) {
   return http_get(port, "/status").json();
 }
 
-// The value of an unlabelled metric in /metrics; -1 when absent.
-double metric(std::uint16_t port, std::string_view name) {
-  const std::string text = http_get(port, "/metrics").body;
-  for (const std::string& l : lines_of(text))
-    if (l.size() > name.size() && l.compare(0, name.size(), name) == 0 && l[name.size()] == ' ')
-      return std::stod(l.substr(name.size() + 1));
-  return -1;
-}
-
 // Polls `done` until it holds or `timeout` passes; returns its last answer.
 bool eventually(const std::function<bool()>& done, Millis timeout = patience(10s)) {
   const auto deadline = Clock::now() + timeout;
