@@ -268,6 +268,9 @@ class Connection {
 HttpResponse http_get(std::uint16_t port, std::string_view target,
                       const std::vector<std::string>& headers = {});
 
+// A query-string value: every byte but [A-Za-z0-9-_.~] as %XX.
+std::string url_encode(std::string_view text);
+
 // A TCP port on 127.0.0.1 nothing listens on (bound, read and released: good enough here).
 std::uint16_t unused_port();
 
