@@ -32,26 +32,13 @@ constexpr int kSeries = 30;
 class Cluster {
  public:
   explicit Cluster(int replicas) {
-    for (int attempt = 0; attempt < 20 && base_ == 0; ++attempt) {
-      const std::uint16_t base = unused_port();
-      bool free = base + 2 * kNodes + 2 < 65535;
-      for (int k = 0; free && k < 2 * kNodes + 2; ++k) free = Connection::try_connect(base + k) != 0;
-      if (free) base_ = base;
+    // A port another process takes between the choice and the bind makes run.sh fail: then
+    // again on other ports.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (start(replicas)) return;
+      REQUIRE_MESSAGE(contains(log(), "already in use"), "run.sh exited:\n", log());
     }
-    REQUIRE(base_ != 0);
-    ChildOptions options;
-    options.stdout_path = dir_.file("run.log");
-    options.stderr_path = dir_.file("run.log");
-    pid_ = spawn({"/bin/bash", SYDRA_SOURCE_DIR "/deploy/cluster/run.sh", "--dir", dir_.path(), "--base-port",
-                  std::to_string(base_), "--replicas", std::to_string(replicas), "--writer", "vmagent",
-                  "--sydradb", sydradb_binary()},
-                 options);
-    const auto deadline = Clock::now() + patience(60s);
-    while (read_file(dir_.file("cluster.env")).empty() && Clock::now() < deadline) {
-      REQUIRE_MESSAGE(is_running(pid_), "run.sh exited:\n", log());
-      std::this_thread::sleep_for(100ms);
-    }
-    REQUIRE_MESSAGE(!read_file(dir_.file("cluster.env")).empty(), "run.sh not ready:\n", log());
+    FAIL("run.sh found its ports taken three times:\n", log());
   }
   ~Cluster() {
     ::kill(pid_, SIGTERM);
@@ -62,6 +49,28 @@ class Cluster {
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
+  // Starts run.sh; false if it exited before it was ready.
+  bool start(int replicas) {
+    base_ = unused_port_range(2 * kNodes + 2);
+    ChildOptions options;
+    options.stdout_path = dir_.file("run.out");
+    options.stderr_path = dir_.file("run.log");
+    pid_ = spawn({"/bin/bash", SYDRA_SOURCE_DIR "/deploy/cluster/run.sh", "--dir", dir_.path(), "--base-port",
+                  std::to_string(base_), "--replicas", std::to_string(replicas), "--writer", "vmagent",
+                  "--sydradb", sydradb_binary()},
+                 options);
+    const auto deadline = Clock::now() + patience(60s);
+    while (read_file(dir_.file("cluster.env")).empty()) {
+      if (!is_running(pid_)) {
+        wait_exit(pid_, patience(5s));
+        return false;
+      }
+      REQUIRE_MESSAGE(Clock::now() < deadline, "run.sh not ready in time:\n", log());
+      std::this_thread::sleep_for(100ms);
+    }
+    return true;
+  }
+
   std::uint16_t node_port(int i) const { return static_cast<std::uint16_t>(base_ + 2 * i); }
   std::uint16_t writer_port() const { return static_cast<std::uint16_t>(base_ + 2 * kNodes); }
   std::uint16_t reader_port() const { return static_cast<std::uint16_t>(base_ + 2 * kNodes + 1); }
@@ -69,7 +78,7 @@ class Cluster {
     return std::stoi(read_file(dir_.file("pids/node" + std::to_string(i) + ".pid")));
   }
   std::string log() const {
-    std::string all = read_file(dir_.file("run.log"));
+    std::string all = read_file(dir_.file("run.out")) + read_file(dir_.file("run.log"));
     for (const char* name : {"node0", "node1", "node2", "writer", "reader"})
       all += std::string("\n--- ") + name + ":\n" +
              last_bytes(read_file(dir_.file(std::string("logs/") + name + ".log")), 2000);

@@ -14,10 +14,9 @@ Prometheus::Prometheus(std::string_view config) {
     throw std::runtime_error(std::string(kPrometheus) +
                              " is missing: deploy/setup.sh installs it (Debian package prometheus)");
   write_file(dir_.file("prometheus.yml"), config);
-  port_ = unused_port();
+  port_ = unused_port_range(1);
   ChildOptions options;
-  options.stdout_path = dir_.file("prometheus.log");
-  options.stderr_path = dir_.file("prometheus.log");
+  options.stderr_path = dir_.file("prometheus.log");  // it writes nothing to stdout
   pid_ = spawn({kPrometheus, "--config.file=" + dir_.file("prometheus.yml"),
                 "--storage.tsdb.path=" + dir_.file("data"),
                 "--web.listen-address=127.0.0.1:" + std::to_string(port_), "--log.level=warn"},

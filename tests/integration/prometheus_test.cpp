@@ -29,7 +29,7 @@ constexpr const char* kFastQueue = R"(    queue_config:
       max_backoff: 200ms
 )";
 
-TEST_CASE("Prometheus scrapes the daemon and remote_writes to it; sydradb query finds the series") {
+TEST_CASE("Prometheus scrapes the daemon and remote_writes to it, and sydradb query finds the series") {
   Daemon d;
   INFO("daemon stderr:\n", d.log());
   const std::string target = "127.0.0.1:" + std::to_string(d.control_port());

@@ -127,7 +127,7 @@ TEST_CASE("remote_write: what can never succeed is a 4xx with a JSON error, stor
   const std::vector<prom::Series> huge = {
       {{{"__name__", "big"}, {"v", std::string(6000, 'a')}}, {{1, 1000}}}};
   const std::vector<Case> cases = {
-      {"not snappy", "\x03" "abc", kRemoteHeaders, 400, "snappy"},  // a copy before any literal
+      {"not snappy", std::string("\x03") + "abc", kRemoteHeaders, 400, "snappy"},  // a copy, no literal
       {"not protobuf", std::string("\x04\x0c\xff\xff\xff\xff", 6), kRemoteHeaders, 400, "protobuf"},
       {"a series without __name__ after a good one", prom::encode_write_request(good_then_bad),
        kRemoteHeaders, 400, "labels"},
