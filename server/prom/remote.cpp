@@ -32,6 +32,14 @@ Outcome uncompress(std::string_view body, std::size_t max_bytes, std::string& ou
   return {};
 }
 
+// A message serialized and snappy-compressed: a body as the protocol sends it.
+std::string compressed(const google::protobuf::MessageLite& message) {
+  const std::string raw = message.SerializeAsString();
+  std::string out;
+  snappy::Compress(raw.data(), raw.size(), &out);
+  return out;
+}
+
 bool has_nul(const std::string& s) noexcept {
   return std::memchr(s.data(), '\0', s.size()) != nullptr;
 }
@@ -223,10 +231,7 @@ void ReadResponseWriter::add_series(const storage::SeriesInfo& series,
 }
 
 std::string ReadResponseWriter::finish() {
-  const std::string raw = impl_->response.SerializeAsString();
-  std::string out;
-  snappy::Compress(raw.data(), raw.size(), &out);
-  return out;
+  return compressed(impl_->response);
 }
 
 // ---- for clients -------------------------------------------------------------------------
@@ -246,10 +251,7 @@ std::string encode_write_request(std::span<const Series> series) {
       p->set_timestamp(x.ts);
     }
   }
-  const std::string raw = request.SerializeAsString();
-  std::string out;
-  snappy::Compress(raw.data(), raw.size(), &out);
-  return out;
+  return compressed(request);
 }
 
 std::string encode_read_request(std::span<const WireQuery> queries) {
@@ -266,10 +268,7 @@ std::string encode_read_request(std::span<const WireQuery> queries) {
     }
   }
   request.add_accepted_response_types(prompb::ReadRequest::SAMPLES);
-  const std::string raw = request.SerializeAsString();
-  std::string out;
-  snappy::Compress(raw.data(), raw.size(), &out);
-  return out;
+  return compressed(request);
 }
 
 bool decode_read_response(std::string_view body, std::vector<std::vector<Series>>& out) {
