@@ -49,8 +49,11 @@
 #include "bench/bench_args.hpp"
 #include "bench/http_connection.hpp"
 #include "bench/tsdb_dataset.hpp"
+#include "support/latency_histogram.hpp"
 
 namespace {
+
+using sydra::bench::LatencyHistogram;
 
 using sydra::bench::Dataset;
 using sydra::bench::DatasetSpec;
@@ -216,11 +219,10 @@ std::vector<std::string> make_bodies(const Options& o) {
   return bodies;
 }
 
-std::int64_t percentile_ns(std::vector<std::int64_t> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto at = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(at, v.size() - 1)];
+// The latency at quantile p (1.0 = the maximum), in ns, from the shared histogram
+// (bench/support): within 1/32 of the value.
+double percentile_ns(const LatencyHistogram& h, double p) {
+  return p >= 1.0 ? static_cast<double>(h.max()) : h.quantile(p);
 }
 
 // ---- load --------------------------------------------------------------------------------
@@ -231,7 +233,7 @@ int run_load(const Options& o) {
   std::atomic<std::size_t> next{0};
   std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> acknowledged{0};
-  std::vector<std::vector<std::int64_t>> latencies(o.connections);
+  std::vector<LatencyHistogram> latencies(o.connections);
   std::string first_error;
   std::mutex error_mu;
 
@@ -251,8 +253,8 @@ int run_load(const Options& o) {
         const auto sent = Clock::now();
         const int status =
             connection.request(std::string_view(head, static_cast<std::size_t>(n)), body, answer);
-        latencies[c].push_back(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count());
+        latencies[c].record(static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - sent).count()));
         if (status < 200 || status > 299) {
           errors.fetch_add(1);
           std::lock_guard lk(error_mu);
@@ -273,8 +275,8 @@ int run_load(const Options& o) {
   }
   for (auto& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::vector<std::int64_t> all;
-  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  LatencyHistogram all;
+  for (const auto& l : latencies) all.merge(l);
   const std::uint64_t points = acknowledged.load();
   if (points != o.data.total_points() && errors.load() == 0) {
     errors.fetch_add(1);
@@ -286,18 +288,16 @@ int run_load(const Options& o) {
                 ",\"requests\":%zu,\"seconds\":%.3f,\"points_per_s\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,"
                 "\"max_ms\":%.2f,\"errors\":%" PRIu64 ",\"start_ms\":%" PRId64 "}\n",
                 target, o.data.kind.c_str(), points, bodies.size(), seconds,
-                static_cast<double>(points) / seconds, static_cast<double>(percentile_ns(all, 0.5)) / 1e6,
-                static_cast<double>(percentile_ns(all, 0.99)) / 1e6,
-                static_cast<double>(percentile_ns(all, 1.0)) / 1e6, errors.load(), o.data.start_ms);
+                static_cast<double>(points) / seconds, percentile_ns(all, 0.5) / 1e6,
+                percentile_ns(all, 0.99) / 1e6, percentile_ns(all, 1.0) / 1e6, errors.load(),
+                o.data.start_ms);
   } else {
     std::printf("%s: %" PRIu64
                 " points in %zu requests over %u connections in %.2f s: %.2f M points/s; "
                 "request p50 %.1f ms, p99 %.1f ms, max %.1f ms; errors %" PRIu64 "\n",
                 target, points, bodies.size(), o.connections, seconds,
-                static_cast<double>(points) / seconds / 1e6,
-                static_cast<double>(percentile_ns(all, 0.5)) / 1e6,
-                static_cast<double>(percentile_ns(all, 0.99)) / 1e6,
-                static_cast<double>(percentile_ns(all, 1.0)) / 1e6, errors.load());
+                static_cast<double>(points) / seconds / 1e6, percentile_ns(all, 0.5) / 1e6,
+                percentile_ns(all, 0.99) / 1e6, percentile_ns(all, 1.0) / 1e6, errors.load());
   }
   if (errors.load() != 0) std::fprintf(stderr, "tsdb_dataset: %s\n", first_error.c_str());
   return errors.load() == 0 ? 0 : 1;
@@ -354,7 +354,7 @@ int run_query(const Options& o) {
   std::mt19937_64 rng(o.data.seed + 7);
   HttpConnection connection(o.host, o.port);
   std::string answer;
-  std::vector<std::int64_t> latencies;
+  LatencyHistogram latencies;
   std::uint64_t errors = 0;
   std::uint64_t answered_points = 0;
   std::uint64_t mismatches = 0;        // answers that differ from the points sent (--verify)
@@ -397,7 +397,7 @@ int run_query(const Options& o) {
       continue;
     }
     if (q < kWarmup) continue;
-    latencies.push_back(ns);
+    latencies.record(static_cast<std::uint64_t>(ns));
     if (o.step_ms > 0) {
       // Buckets: count "ts" fields (sydradb) or the pairs of a matrix (VictoriaMetrics).
       std::size_t n = 0;
@@ -442,25 +442,23 @@ int run_query(const Options& o) {
   }
   const char* target = o.target == Target::kSydradb ? "sydradb" : "victoriametrics";
   const double per_answer =
-      latencies.empty() ? 0 : static_cast<double>(answered_points) / static_cast<double>(latencies.size());
+      latencies.count() == 0 ? 0
+                             : static_cast<double>(answered_points) / static_cast<double>(latencies.count());
   if (o.json) {
     std::printf(
         "{\"mode\":\"query\",\"target\":\"%s\",\"step_ms\":%" PRId64
         ",\"queries\":%zu,\"p50_ms\":%.3f,"
         "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"points_per_answer\":%.1f,\"verified\":%s,\"mismatches\":%" PRIu64
         ",\"differing_points\":%" PRIu64 ",\"errors\":%" PRIu64 "}\n",
-        target, o.step_ms, latencies.size(), static_cast<double>(percentile_ns(latencies, 0.5)) / 1e6,
-        static_cast<double>(percentile_ns(latencies, 0.99)) / 1e6,
-        static_cast<double>(percentile_ns(latencies, 1.0)) / 1e6, per_answer,
+        target, o.step_ms, latencies.count(), percentile_ns(latencies, 0.5) / 1e6,
+        percentile_ns(latencies, 0.99) / 1e6, percentile_ns(latencies, 1.0) / 1e6, per_answer,
         o.verify && o.step_ms == 0 ? "true" : "false", mismatches, differing_points, errors);
   } else {
     std::printf(
         "%s: %zu queries (%s): p50 %.2f ms, p99 %.2f ms, max %.2f ms; %.0f points per answer%s; "
         "answers differing from the points sent %" PRIu64 "; errors %" PRIu64 "\n",
-        target, latencies.size(), o.step_ms > 0 ? "buckets" : "raw",
-        static_cast<double>(percentile_ns(latencies, 0.5)) / 1e6,
-        static_cast<double>(percentile_ns(latencies, 0.99)) / 1e6,
-        static_cast<double>(percentile_ns(latencies, 1.0)) / 1e6, per_answer,
+        target, latencies.count(), o.step_ms > 0 ? "buckets" : "raw", percentile_ns(latencies, 0.5) / 1e6,
+        percentile_ns(latencies, 0.99) / 1e6, percentile_ns(latencies, 1.0) / 1e6, per_answer,
         o.verify && o.step_ms == 0 ? ", every answer verified" : "", mismatches, errors);
   }
   if (errors != 0) std::fprintf(stderr, "tsdb_dataset: %s\n", first_error.c_str());

@@ -53,10 +53,13 @@
 
 #include "bench/bench_args.hpp"
 #include "bench/http_connection.hpp"
+#include "support/json_writer.hpp"
+#include "support/latency_histogram.hpp"
 
 namespace {
 
 using sydra::bench::HttpConnection;
+using sydra::bench::LatencyHistogram;
 
 using Clock = std::chrono::steady_clock;
 
@@ -189,16 +192,16 @@ void write_ts(char* at, std::int64_t ts) {
 
 // Latencies in nanoseconds per request kind, and counters; one per thread, merged at the end.
 struct Tally {
-  std::vector<std::uint64_t> ingest_ns, query_ns, stats_ns, probe_idle_ns, probe_load_ns;
+  LatencyHistogram ingest_ns, query_ns, stats_ns, probe_idle_ns, probe_load_ns;
   std::uint64_t points = 0, rejected_points = 0, transport_errors = 0, http_errors = 0;
   std::uint64_t query_points = 0;
 
   void merge(const Tally& o) {
-    ingest_ns.insert(ingest_ns.end(), o.ingest_ns.begin(), o.ingest_ns.end());
-    query_ns.insert(query_ns.end(), o.query_ns.begin(), o.query_ns.end());
-    stats_ns.insert(stats_ns.end(), o.stats_ns.begin(), o.stats_ns.end());
-    probe_idle_ns.insert(probe_idle_ns.end(), o.probe_idle_ns.begin(), o.probe_idle_ns.end());
-    probe_load_ns.insert(probe_load_ns.end(), o.probe_load_ns.begin(), o.probe_load_ns.end());
+    ingest_ns.merge(o.ingest_ns);
+    query_ns.merge(o.query_ns);
+    stats_ns.merge(o.stats_ns);
+    probe_idle_ns.merge(o.probe_idle_ns);
+    probe_load_ns.merge(o.probe_load_ns);
     points += o.points;
     rejected_points += o.rejected_points;
     transport_errors += o.transport_errors;
@@ -252,7 +255,7 @@ void run_connection(const Options& o, unsigned index, Clock::time_point deadline
       } else if (status != 200) {
         ++tally.http_errors;
       } else {
-        tally.query_ns.push_back(ns);
+        tally.query_ns.record(ns);
         tally.query_points += static_cast<std::uint64_t>(std::count(answer.begin(), answer.end(), '{'));
       }
       continue;
@@ -275,7 +278,7 @@ void run_connection(const Options& o, unsigned index, Clock::time_point deadline
     } else if (status < 200 || status > 299) {
       ++tally.http_errors;
     } else {
-      tally.ingest_ns.push_back(ns);
+      tally.ingest_ns.record(ns);
       if (o.format == Format::sydradb) {
         tally.points += count_after(answer, "\"ingested\":");
         tally.rejected_points += count_after(answer, "\"rejected\":");
@@ -301,7 +304,7 @@ void run_stats_poller(const Options& o, Clock::time_point deadline, Tally& tally
     } else if (status != 200) {
       ++tally.http_errors;
     } else {
-      tally.stats_ns.push_back(ns);
+      tally.stats_ns.record(ns);
     }
     next += std::chrono::milliseconds(o.stats_poll_ms);
     if (next < Clock::now()) next = Clock::now();
@@ -347,7 +350,7 @@ int probe_once(const std::string& host, const std::string& port, const std::stri
 }
 
 // Probes at --probe-rate until `deadline`, into `out`.
-void run_probe(const Options& o, Clock::time_point deadline, std::vector<std::uint64_t>& out, Tally& tally) {
+void run_probe(const Options& o, Clock::time_point deadline, LatencyHistogram& out, Tally& tally) {
   const std::string head = "GET " + o.probe_path + " HTTP/1.1\r\nHost: " + o.probe_host + "\r\n" +
                            auth_header(o) + "Connection: close\r\n\r\n";
   const auto period =
@@ -362,7 +365,7 @@ void run_probe(const Options& o, Clock::time_point deadline, std::vector<std::ui
     } else if (status != 200) {
       ++tally.http_errors;
     } else {
-      out.push_back(ns);
+      out.record(ns);
     }
     next += period;
     if (next < Clock::now()) next = Clock::now();  // a slow probe: keep the rate from now
@@ -374,19 +377,14 @@ struct Percentiles {
   double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0;
 };
 
-Percentiles percentiles(std::vector<std::uint64_t>& ns) {
+// From the shared histogram (bench/support): quantiles within 1/32 of their value.
+Percentiles percentiles(const LatencyHistogram& ns) {
   Percentiles p;
-  p.count = ns.size();
-  if (ns.empty()) return p;
-  std::sort(ns.begin(), ns.end());
-  const auto at = [&](double q) {
-    const auto i = static_cast<std::size_t>(q * static_cast<double>(ns.size() - 1) + 0.5);
-    return static_cast<double>(ns[std::min(i, ns.size() - 1)]) / 1e6;
-  };
-  p.p50_ms = at(0.50);
-  p.p99_ms = at(0.99);
-  p.p999_ms = at(0.999);
-  p.max_ms = static_cast<double>(ns.back()) / 1e6;
+  p.count = ns.count();
+  p.p50_ms = ns.quantile(0.50) / 1e6;
+  p.p99_ms = ns.quantile(0.99) / 1e6;
+  p.p999_ms = ns.quantile(0.999) / 1e6;
+  p.max_ms = static_cast<double>(ns.max()) / 1e6;
   return p;
 }
 
@@ -440,25 +438,37 @@ int main(int argc, char** argv) {
   const std::uint64_t errors = total.transport_errors + total.http_errors + total.rejected_points;
 
   if (o.json) {
-    const auto kind = [](const char* name, const Percentiles& p) {
-      char out[256];
-      std::snprintf(
-          out, sizeof out,
-          "\"%s\":{\"requests\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}", name,
-          p.count, p.p50_ms, p.p99_ms, p.p999_ms, p.max_ms);
-      return std::string(out);
-    };
-    std::printf(
-        "{\"connections\":%u,\"batch\":%zu,\"series\":%zu,\"query_fraction\":%.3f,\"seconds\":%.3f,"
-        "\"points\":%" PRIu64
-        ",\"points_per_second\":%.0f,\"requests_per_second\":%.1f,%s,%s,%s,%s,%s,"
-        "\"query_points\":%" PRIu64 ",\"errors\":{\"transport\":%" PRIu64 ",\"http\":%" PRIu64
-        ",\"rejected_points\":%" PRIu64 "}}\n",
-        o.connections, o.batch, o.series, o.query_fraction, elapsed, total.points, points_per_s,
-        requests_per_s, kind("ingest", ingest).c_str(), kind("query", query).c_str(),
-        kind("stats", stats).c_str(), kind("probe_idle", probe_idle).c_str(),
-        kind("probe_load", probe_load).c_str(), total.query_points, total.transport_errors, total.http_errors,
-        total.rejected_points);
+    sydra::bench::Json j;
+    j.begin_object();
+    j.value("connections", std::uint64_t{o.connections});
+    j.value("batch", std::uint64_t{o.batch});
+    j.value("series", std::uint64_t{o.series});
+    j.value("query_fraction", o.query_fraction);
+    j.value("seconds", elapsed);
+    j.value("points", total.points);
+    j.value("points_per_second", points_per_s);
+    j.value("requests_per_second", requests_per_s);
+    for (const auto& [name, p] : {std::pair<const char*, const Percentiles&>{"ingest", ingest},
+                                  {"query", query},
+                                  {"stats", stats},
+                                  {"probe_idle", probe_idle},
+                                  {"probe_load", probe_load}}) {
+      j.begin_object(name);
+      j.value("requests", std::uint64_t{p.count});
+      j.value("p50_ms", p.p50_ms);
+      j.value("p99_ms", p.p99_ms);
+      j.value("p999_ms", p.p999_ms);
+      j.value("max_ms", p.max_ms);
+      j.end_object();
+    }
+    j.value("query_points", total.query_points);
+    j.begin_object("errors");
+    j.value("transport", total.transport_errors);
+    j.value("http", total.http_errors);
+    j.value("rejected_points", total.rejected_points);
+    j.end_object();
+    j.end_object();
+    std::printf("%s\n", j.str().c_str());
   } else {
     std::printf("tsdb_load: %u connections, %zu points/request, %zu series, query fraction %.2f, %.1f s\n",
                 o.connections, o.batch, o.series, o.query_fraction, elapsed);

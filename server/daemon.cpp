@@ -42,14 +42,19 @@ bool write_port_file(const std::string& path, std::uint16_t port) {
   return !ec;
 }
 
-// A timer that calls `tick` every `period` until cancelled.
-void every(asio::steady_timer& timer, std::chrono::milliseconds period, std::function<void()> tick) {
+// A timer that calls `tick` every `period` until `stopping` is set. Cancelling the timer
+// alone is not enough: a tick whose wait has already completed (its handler queued, not yet
+// run) is not cancelled, runs with success and would arm the timer again, keeping the
+// io_context from running out of work at shutdown.
+void every(asio::steady_timer& timer, std::chrono::milliseconds period, const bool& stopping,
+           std::function<void()> tick) {
   timer.expires_after(period);
-  timer.async_wait([&timer, period, tick = std::move(tick)](const boost::system::error_code& ec) mutable {
-    if (ec) return;
-    tick();
-    every(timer, period, std::move(tick));
-  });
+  timer.async_wait(
+      [&timer, period, &stopping, tick = std::move(tick)](const boost::system::error_code& ec) mutable {
+        if (ec || stopping) return;
+        tick();
+        every(timer, period, stopping, std::move(tick));
+      });
 }
 
 // Every connection is a file descriptor: raise the soft limit to the hard one, and say so
@@ -218,8 +223,9 @@ int run_daemon(const Config& configured, const std::vector<std::string>& config_
 
   // Maintenance: advance the epoch and give deferred frees back to their shards, so that
   // memory freed across shards is reused (and idle empty slabs decay to the OS).
+  bool stopping = false;  // set by the signal handler: the timers arm no further tick
   asio::steady_timer maintenance(ioc);
-  every(maintenance, std::chrono::milliseconds(config.maintenance_interval_ms), [&allocator] {
+  every(maintenance, std::chrono::milliseconds(config.maintenance_interval_ms), stopping, [&allocator] {
     allocator.advance_epoch();
     allocator.collect_garbage();
   });
@@ -228,7 +234,8 @@ int run_daemon(const Config& configured, const std::vector<std::string>& config_
   asio::steady_timer watchdog(ioc);
   std::uint64_t watchdog_usec = 0;
   if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
-    every(watchdog, std::chrono::milliseconds(watchdog_usec / 2000 + 1), [] { sd_notify(0, "WATCHDOG=1"); });
+    every(watchdog, std::chrono::milliseconds(watchdog_usec / 2000 + 1), stopping,
+          [] { sd_notify(0, "WATCHDOG=1"); });
   }
 
   signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
@@ -236,6 +243,7 @@ int run_daemon(const Config& configured, const std::vector<std::string>& config_
     spdlog::info("received {}, shutting down: no new connections, finishing requests in flight",
                  signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
     sd_notify(0, "STOPPING=1");
+    stopping = true;
     data.begin_shutdown();  // the control listener keeps answering until the data one is done
     maintenance.cancel();
     watchdog.cancel();

@@ -77,12 +77,14 @@ control_port_file = "/run/x/control_port"
     for (const auto& [toml, message] : std::vector<std::pair<std::string, std::string>>{
              {"http_port = 70000", "config key 'http_port': 70000 is out of range [0, 65535]"},
              {"control_port = -2", "config key 'control_port': -2 is out of range [-1, 65535]"},
-             {"workers = \"4\"", "config key 'workers': expected an integer"},
-             {"access_log = \"yes\"", "config key 'access_log': expected true or false"},
+             {"workers = \"4\"", "config key 'workers': expected an integer, got '4' (a string)"},
+             {"access_log = \"yes\"",
+              "config key 'access_log': expected true or false, got 'yes' (a string)"},
              {"fsync = \"sometimes\"",
               "config key 'fsync': expected always, interval or none, got 'sometimes'"},
              {"data_dir = \"\"", "config key 'data_dir': must not be empty"},
-             {"control_address = 1", "config key 'control_address': expected a string"}}) {
+             {"control_address = 1",
+              "config key 'control_address': expected a string, got 1 (an integer)"}}) {
       CAPTURE(toml);
       Config fresh;
       CHECK(error_of([&] { load_config_file(write_toml(dir, toml + "\n"), fresh); }) == message);
