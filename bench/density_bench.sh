@@ -147,43 +147,8 @@ bytes_of() {
   find "$1" -type f -path "$2" -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 status_field() {  # sydradb /status storage field
   curl -sf "http://127.0.0.1:$port/status" | python3 -c "import json, sys; print(json.load(sys.stdin)['storage']['$1'])"
-}
-
-start_sydradb() {
-  local bin="$1" dir="$2"
-  rm -f "$dir/port"
-  printf 'compaction_interval_ms = 0\n' >"$dir/sydradb.toml"
-  "$bin" serve --config "$dir/sydradb.toml" --listen 127.0.0.1 --port 0 --port-file "$dir/port" \
-    --data-dir "$dir/data" --log-level warn >>"$dir/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 600); do
-    [[ -s "$dir/port" ]] && break
-    alive "$server_pid" || { echo "density_bench: sydradb exited:" >&2; cat "$dir/server.log" >&2; return 1; }
-    sleep 0.1
-  done
-  [[ -s "$dir/port" ]] || { echo "density_bench: sydradb wrote no port file within 60 s" >&2; return 1; }
-  port="$(cat "$dir/port")"
-}
-
-start_vm() {
-  local dir="$1"
-  port="$(free_port)"
-  "$vm" -httpListenAddr "127.0.0.1:$port" -storageDataPath "$dir/vm" -retentionPeriod 100y -loggerLevel ERROR \
-    >>"$dir/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
-    alive "$server_pid" || { echo "density_bench: victoria-metrics exited:" >&2; cat "$dir/server.log" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "density_bench: victoria-metrics not healthy within 60 s" >&2
-  return 1
 }
 
 # Waits until the bytes under $1 stay the same for 3 samples $sample_s s apart (at most
@@ -229,7 +194,8 @@ wait_sydradb_flushed() {  # until /status shows an empty memtable, at most 300 s
 run_sydradb() {
   local system="$1" dir="$2"
   local bin="${binary[$system]}"
-  start_sydradb "$bin" "$dir"
+  printf 'compaction_interval_ms = 0\n' >"$dir/sydradb.toml"
+  start_sydradb "$bin" "$dir" --config "$dir/sydradb.toml"
   local cpu0 load cpu1 after_flush wal_flush wal_stop wal_restart compacted
   cpu0="$(cpu_seconds "$server_pid")"
   load="$("$loader" load --target sydradb --url "http://127.0.0.1:$port" "${dataset_args[@]}" --batch "$batch" \
@@ -242,7 +208,8 @@ run_sydradb() {
   stop_server TERM
   [[ "$server_exit" == 0 ]] || { echo "density_bench: $system exit $server_exit" >&2; run_failed=1; }
   wal_stop="$(bytes_of "$dir/data/wal" '*.log')"
-  start_sydradb "$bin" "$dir"
+  printf 'compaction_interval_ms = 0\n' >"$dir/sydradb.toml"
+  start_sydradb "$bin" "$dir" --config "$dir/sydradb.toml"
   stop_server TERM
   [[ "$server_exit" == 0 ]] || { echo "density_bench: $system exit $server_exit after restart" >&2; run_failed=1; }
   wal_restart="$(bytes_of "$dir/data/wal" '*.log')"
@@ -294,7 +261,7 @@ vm_flush() {
 
 run_vm() {
   local dir="$1"
-  start_vm "$dir"
+  start_vm "$vm" "$dir"
   local cpu0 load cpu1 after_flush merged prefix
   cpu0="$(cpu_seconds "$server_pid")"
   load="$("$loader" load --target vm --url "http://127.0.0.1:$port" "${dataset_args[@]}" --batch "$batch" \
@@ -380,9 +347,10 @@ if ((query_rounds > 0)); then
     mkdir -p "$dir"
     run_failed=0
     if [[ "$system" == vm ]]; then
-      start_vm "$dir"
+      start_vm "$vm" "$dir"
     else
-      start_sydradb "${binary[$system]}" "$dir"
+      printf 'compaction_interval_ms = 0\n' >"$dir/sydradb.toml"
+      start_sydradb "${binary[$system]}" "$dir" --config "$dir/sydradb.toml"
     fi
     kept_pids+=("$server_pid")
     kept_port[$system]="$port"

@@ -1,6 +1,6 @@
 // One keep-alive HTTP/1.1 client connection over plain blocking sockets, for the load
-// generators in bench/ (tsdb_load, tsdb_dataset): no allocation per request beyond the
-// answer, a 10 s send/receive timeout; answers with a Content-Length or chunked (as
+// generators in bench/ (tsdb_load, tsdb_dataset, remote_bench): no allocation per request
+// beyond the answer, a 10 s send/receive timeout; answers with a Content-Length or chunked (as
 // VictoriaMetrics streams exports).
 #pragma once
 
@@ -20,6 +20,23 @@
 #include <utility>
 
 namespace sydra::bench {
+
+// Percent-encoding of a query parameter value (RFC 3986 unreserved characters stay).
+inline std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
+}
 
 // Splits "http://HOST:PORT" (a trailing slash allowed, no path) into host and port.
 inline bool parse_http_url(std::string url, std::string& host, std::string& port) {

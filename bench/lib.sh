@@ -6,6 +6,13 @@
 #                              sets stopped_exit to the exit status, or "killed"
 #   stop_pid PID               stop_process PID TERM 30
 #   kill_quietly PID           TERM, up to 10 s, then KILL; never fails (for exit traps)
+#   free_port                  a TCP port free on 127.0.0.1 (bound and released)
+#   start_sydradb BIN DIR ARGS...  `BIN serve` on 127.0.0.1, port 0 and DIR/port, data in
+#                              DIR/data, log appended to DIR/server.log, then ARGS; waits
+#                              (60 s at most) for the port; sets server_pid and port
+#   start_vm BIN DIR ARGS...   victoria-metrics on a free port, data in DIR/vm, 100 years of
+#                              retention, then ARGS; waits (60 s) for /health; sets
+#                              server_pid and port
 # PID must be a child of the calling shell (stop_process collects its status with wait).
 
 usage() {
@@ -45,4 +52,42 @@ kill_quietly() {
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_sydradb() {
+  local bin="$1" dir="$2" me
+  shift 2
+  me="$(basename "$0" .sh)"
+  rm -f "$dir/port"
+  "$bin" serve --listen 127.0.0.1 --port 0 --port-file "$dir/port" --data-dir "$dir/data" --log-level warn "$@" \
+    >>"$dir/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 600); do
+    [[ -s "$dir/port" ]] && break
+    alive "$server_pid" || { echo "$me: sydradb exited:" >&2; cat "$dir/server.log" >&2; return 1; }
+    sleep 0.1
+  done
+  [[ -s "$dir/port" ]] || { echo "$me: sydradb wrote no port file within 60 s" >&2; return 1; }
+  port="$(cat "$dir/port")"
+}
+
+start_vm() {
+  local bin="$1" dir="$2" me
+  shift 2
+  me="$(basename "$0" .sh)"
+  port="$(free_port)"
+  "$bin" -httpListenAddr "127.0.0.1:$port" -storageDataPath "$dir/vm" -retentionPeriod 100y -loggerLevel ERROR "$@" \
+    >>"$dir/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
+    alive "$server_pid" || { echo "$me: victoria-metrics exited:" >&2; cat "$dir/server.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$me: victoria-metrics not healthy within 60 s" >&2
+  return 1
 }

@@ -58,6 +58,7 @@ using sydra::bench::LatencyHistogram;
 using sydra::bench::Dataset;
 using sydra::bench::DatasetSpec;
 using sydra::bench::HttpConnection;
+using sydra::bench::url_encode;
 using Clock = std::chrono::steady_clock;
 
 enum class Target { kSydradb, kVictoriaMetrics };
@@ -303,20 +304,6 @@ int run_load(const Options& o) {
 }
 
 // ---- query -------------------------------------------------------------------------------
-
-std::string url_encode(std::string_view s) {
-  std::string out;
-  char hex[4];
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      std::snprintf(hex, sizeof hex, "%%%02X", c);
-      out += hex;
-    }
-  }
-  return out;
-}
 
 // The numbers of a JSON array that starts at `from` (just after its '['): integers or doubles.
 template <typename T>

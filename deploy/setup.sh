@@ -13,6 +13,9 @@ packages=(
   libxxhash-dev libsimdjson-dev
   # label matchers: RE2 regular expressions (fully anchored, as Prometheus)
   libre2-dev
+  # Prometheus remote_write / remote_read: protobuf messages (protoc runs at build time from
+  # CMake), snappy block compression
+  libprotobuf-dev protobuf-compiler libsnappy-dev
   pkg-config
   # peer allocators, loaded by bench/compare_allocators.sh through LD_PRELOAD
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev

@@ -97,7 +97,7 @@ echo "   Depends: $depends"
 # The package names in Depends, one per line (alternatives and version constraints dropped).
 dep_names="$(tr ',|' '\n\n' <<<"$depends" | sed -E 's/^ *([^ (]+).*/\1/' | sed '/^$/d')"
 depends_on() { grep -qxF "$1" <<<"$dep_names"; }
-for lib in libc6 libstdc++6 libsystemd0; do
+for lib in libc6 libstdc++6 libsystemd0 libprotobuf32 libsnappy1v5; do
   check "Depends names $lib (dpkg-shlibdeps)" depends_on "$lib"
 done
 # Every shared library the binary needs comes from a package that Depends names, directly

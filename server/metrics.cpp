@@ -313,6 +313,29 @@ std::string render_metrics(const MetricsInput& in) {
     w.single("sydradb_series", "gauge", "Series known to the engine.", st->series);
   }
 
+  // Prometheus remote storage.
+  if (const RemoteCounters* r = in.remote) {
+    auto load = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    w.single("sydradb_remote_write_samples_total", "counter", "Samples stored by remote_write requests.",
+             load(r->write_samples));
+    w.single("sydradb_remote_write_series_total", "counter",
+             "Time series (with samples) stored by remote_write requests.", load(r->write_series));
+    w.single("sydradb_remote_read_queries_total", "counter", "Queries answered by remote_read requests.",
+             load(r->read_queries));
+    w.single("sydradb_remote_read_series_total", "counter", "Series sent in remote_read answers.",
+             load(r->read_series));
+    w.single("sydradb_remote_read_samples_total", "counter", "Samples sent in remote_read answers.",
+             load(r->read_samples));
+    const std::pair<const char*, const std::array<std::atomic<std::uint64_t>, RemoteCounters::kReasons>*>
+        rejected[] = {{"sydradb_remote_write_rejected_total", &r->write_rejected},
+                      {"sydradb_remote_read_rejected_total", &r->read_rejected}};
+    for (const auto& [name, counts] : rejected) {
+      w.family(name, "counter", "Requests refused, by reason (docs/metrics.md).");
+      for (std::size_t i = 0; i < RemoteCounters::kReasons; ++i)
+        w.sample(name, std::string("reason=\"") + RemoteCounters::kReasonNames[i] + "\"", load((*counts)[i]));
+    }
+  }
+
   // The allocator: process-wide figures.
   w.family("sydradb_alloc_info", "gauge", "Allocator mode; the value is always 1.");
   w.sample("sydradb_alloc_info", "mode=\"" + std::string(alloc::to_string(s.mode)) + "\"", std::uint64_t{1});
@@ -443,6 +466,13 @@ std::vector<std::string> metric_names() {
                                     "sydradb_compactions_total",
                                     "sydradb_retention_dropped_segments_total",
                                     "sydradb_series",
+                                    "sydradb_remote_write_samples_total",
+                                    "sydradb_remote_write_series_total",
+                                    "sydradb_remote_read_queries_total",
+                                    "sydradb_remote_read_series_total",
+                                    "sydradb_remote_read_samples_total",
+                                    "sydradb_remote_write_rejected_total",
+                                    "sydradb_remote_read_rejected_total",
                                     "sydradb_alloc_info",
                                     "sydradb_alloc_shards",
                                     "sydradb_alloc_slab_bytes",

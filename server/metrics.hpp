@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -62,6 +63,37 @@ class RequestMetrics {
   std::vector<std::unique_ptr<Slot>> slots_;
 };
 
+// The remote storage endpoints' figures (POST /api/v1/write and /api/v1/read), counted by
+// their handlers from any worker.
+struct RemoteCounters {
+  // Why a remote_write or remote_read request was refused; the `reason` label.
+  enum Reason : std::uint8_t {
+    media_type,     // 415: Content-Type or Content-Encoding not the protocol's
+    snappy,         // 400: not a snappy block
+    too_large,      // 413: decompressed over max_body_bytes, or an answer over the query limits
+    protobuf,       // 400: not the protocol's message
+    labels,         // 400: no __name__, unsorted or duplicate labels, NUL bytes
+    histograms,     // 400: native histograms
+    matchers,       // 400: a bad matcher (remote_read)
+    response_type,  // 400: SAMPLES not accepted (remote_read)
+    busy,           // 503: memtable full, retry
+    disk_full,      // 503: no space for the WAL, retry
+    storage_error,  // 500: another WAL I/O failure
+    kReasons
+  };
+  static constexpr std::array<const char*, kReasons> kReasonNames = {
+      "media_type", "snappy",        "too_large", "protobuf",  "labels",       "histograms",
+      "matchers",   "response_type", "busy",      "disk_full", "storage_error"};
+
+  std::atomic<std::uint64_t> write_samples{0};  // samples stored
+  std::atomic<std::uint64_t> write_series{0};   // time series (messages) stored
+  std::array<std::atomic<std::uint64_t>, kReasons> write_rejected{};
+  std::atomic<std::uint64_t> read_queries{0};
+  std::atomic<std::uint64_t> read_series{0};
+  std::atomic<std::uint64_t> read_samples{0};
+  std::array<std::atomic<std::uint64_t>, kReasons> read_rejected{};
+};
+
 // One listener's connection counters, as /metrics shows them.
 struct ListenerCounters {
   std::string_view listener;  // "data", "control"
@@ -75,6 +107,7 @@ struct MetricsInput {
   double uptime_seconds;
   unsigned workers;
   const storage::EngineStats* storage = nullptr;  // the storage figures, when an engine runs
+  const RemoteCounters* remote = nullptr;         // remote_write/remote_read, when an engine runs
 };
 
 std::string render_metrics(const MetricsInput& input);

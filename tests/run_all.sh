@@ -7,8 +7,8 @@
 #   asan     everything, under AddressSanitizer + UndefinedBehaviorSanitizer, with the
 #            allocator's debug checks (double free, wrong owner, poisoning) on
 #   tsan     the concurrency, stress and integration tests under ThreadSanitizer
-#   fuzz     the HTTP request, NDJSON ingest, WAL/segment reader, block codec and selector
-#            fuzzers for a bounded time (clang, libFuzzer)
+#   fuzz     the HTTP request, NDJSON ingest, WAL/segment reader, block codec, selector and
+#            remote_write fuzzers for a bounded time (clang, libFuzzer)
 # The asan and tsan presets compile with -g1 (line tables: enough for the sanitizers'
 # reports; about 12 % faster than -g), at -O2 like release: -O1 is faster still but makes
 # g++ 12 report false -Wstringop-overflow errors.
@@ -44,4 +44,4 @@ bash deploy/test_package.sh build/release
 echo "=== package: done in $((SECONDS - start)) s"
 run_preset asan ""
 run_preset tsan "alloc_tests storage_tests http_tests integration_tests sydradb" -L 'concurrency|stress|integration'
-run_preset fuzz "fuzz_http_request fuzz_ingest_parser fuzz_wal_reader fuzz_codec fuzz_selector" -L fuzz
+run_preset fuzz "fuzz_http_request fuzz_ingest_parser fuzz_wal_reader fuzz_codec fuzz_selector fuzz_remote_write" -L fuzz

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "alloc/stats_json.hpp"
+#include "server/api/remote_api.hpp"
 #include "server/api/storage_api.hpp"
 #include "server/storage/engine.hpp"
 
@@ -105,6 +106,10 @@ const App::Route App::kRoutes[] = {
      [](const App& app, const http::Request& r, WorkerContext&) { return app.storage_api_->find(r); }},
     {"GET", "/api/v1/series", Plane::data, http::Access::bearer, true,
      [](const App& app, const http::Request& r, WorkerContext&) { return app.storage_api_->series(r); }},
+    {"POST", "/api/v1/write", Plane::data, http::Access::bearer, true,
+     [](const App& app, const http::Request& r, WorkerContext& w) { return app.remote_api_->write(r, w); }},
+    {"POST", "/api/v1/read", Plane::data, http::Access::bearer, true,
+     [](const App& app, const http::Request& r, WorkerContext&) { return app.remote_api_->read(r); }},
 };
 
 std::span<const App::Route> App::routes() noexcept {
@@ -113,7 +118,10 @@ std::span<const App::Route> App::routes() noexcept {
 
 App::App(const Config& config, alloc::SmallPoolAllocator& allocator, storage::Engine* engine)
     : config_(config), allocator_(allocator), engine_(engine) {
-  if (engine_ != nullptr) storage_api_ = std::make_unique<StorageApi>(*engine_, config_);
+  if (engine_ != nullptr) {
+    storage_api_ = std::make_unique<StorageApi>(*engine_, config_);
+    remote_api_ = std::make_unique<RemoteApi>(*engine_, config_);
+  }
   for (unsigned i = 0; i < config_.resolved_workers(); ++i)
     slots_[idx(Listener::data)].push_back(&metrics_.add_slot(std::string(to_string(Listener::data))));
   slots_[idx(Listener::control)].push_back(&metrics_.add_slot(std::string(to_string(Listener::control))));
@@ -257,7 +265,8 @@ http::Response App::metrics_text() const {
                                    {to_string(Listener::control), &connections_[idx(Listener::control)]}},
                                   uptime_seconds(),
                                   config_.resolved_workers(),
-                                  storage_stats ? &*storage_stats : nullptr});
+                                  storage_stats ? &*storage_stats : nullptr,
+                                  remote_api_ ? &remote_api_->counters() : nullptr});
   return r;
 }
 

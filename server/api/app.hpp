@@ -27,6 +27,7 @@ class Engine;
 namespace sydra::server {
 
 class StorageApi;
+class RemoteApi;
 
 // Where a route is served.
 enum class Plane : std::uint8_t {
@@ -91,6 +92,7 @@ class App {
   alloc::SmallPoolAllocator& allocator_;
   storage::Engine* engine_;
   std::unique_ptr<StorageApi> storage_api_;
+  std::unique_ptr<RemoteApi> remote_api_;
   RequestMetrics metrics_;
   std::vector<RequestMetrics::Slot*> slots_[2];  // per listener, one per worker
   std::array<http::ConnectionCounters, 2> connections_;

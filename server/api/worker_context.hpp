@@ -13,6 +13,7 @@
 #include "alloc/adapters.hpp"
 #include "alloc/small_pool_allocator.hpp"
 #include "server/metrics.hpp"
+#include "server/prom/remote.hpp"
 #include "server/storage/engine.hpp"
 #include "server/storage/ingest_parser.hpp"
 
@@ -42,11 +43,13 @@ struct WorkerContext {
   // Allocations on this worker's shard: the sessions' buffers, parsers and bodies, and the
   // ingest batch below.
   alloc::PoolResource resource;
-  // Ingest: the NDJSON parser, its batch and the engine's encoding buffers, kept between
+  // Ingest: the NDJSON parser (and the remote_write decoder), their batch and the engine's
+  // encoding buffers, kept between
   // requests so that their capacity is reused.
   storage::NdjsonParser parser;
   storage::ParsedBatch batch;
   storage::IngestScratch ingest_scratch;
+  prom::WriteDecoder remote_write;             // remote_write bodies, decoded into `batch`
   RequestMetrics::Slot& metrics;               // this worker's slot of the request metrics
   std::shared_ptr<spdlog::logger> access_log;  // the "access" logger; null when access_log is off
 };

@@ -17,6 +17,7 @@ struct Request {
   std::string_view query;   // after '?', without it
   std::string_view authorization;
   std::string_view content_type;
+  std::string_view content_encoding;
   std::string_view body;
 };
 

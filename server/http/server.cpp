@@ -38,6 +38,10 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+bool is_text(std::string_view content_type) noexcept {
+  return content_type.starts_with("application/json") || content_type.starts_with("text/");
+}
+
 using PmrAlloc = std::pmr::polymorphic_allocator<char>;
 using RequestBody = bhttp::basic_string_body<char, std::char_traits<char>, PmrAlloc>;
 using RequestParser = bhttp::request_parser<RequestBody, PmrAlloc>;
@@ -256,6 +260,7 @@ class Session : public std::enable_shared_from_this<Session> {
     split_target(request);
     request.authorization = message[bhttp::field::authorization];
     request.content_type = message[bhttp::field::content_type];
+    request.content_encoding = message[bhttp::field::content_encoding];
     request.body = message.body();
     if (message.version() >= 11 && message.find(bhttp::field::host) == message.end())
       return reject(400, "HTTP/1.1 request without a Host header");
@@ -290,10 +295,13 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.version(11);
     response_.result(static_cast<unsigned>(r.status));
     if (!options_.server_header.empty()) response_.set(bhttp::field::server, options_.server_header);
-    response_.set(bhttp::field::content_type, r.content_type);
+    if (r.status != 204) response_.set(bhttp::field::content_type, r.content_type);
     for (auto& [name, value] : r.headers) response_.set(name, value);
     response_.body() = std::move(r.body);
-    if (response_.body().empty() || response_.body().back() != '\n') response_.body() += '\n';
+    // Text ends with a newline (curl output, logs); binary bodies and 204 are sent as they are.
+    if (r.status != 204 && is_text(r.content_type) &&
+        (response_.body().empty() || response_.body().back() != '\n'))
+      response_.body() += '\n';
     response_.keep_alive(!close_);
     response_.prepare_payload();
     if (head_) {  // the GET answer's headers, Content-Length included, and no body

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -560,6 +561,36 @@ std::uint16_t unused_port() {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+bool bindable(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fail_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+}  // namespace
+
+std::uint16_t unused_port_range(unsigned count) {
+  unsigned ephemeral_low = 32768;
+  std::istringstream(read_file("/proc/sys/net/ipv4/ip_local_port_range")) >> ephemeral_low;
+  const unsigned low = 10000;
+  if (ephemeral_low < low + 1000 + count) return unused_port();  // an odd machine: take the risk
+  std::random_device random;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const auto base = static_cast<std::uint16_t>(low + random() % (ephemeral_low - count - low));
+    bool free = true;
+    for (unsigned k = 0; free && k < count; ++k) free = bindable(static_cast<std::uint16_t>(base + k));
+    if (free) return base;
+  }
+  throw std::runtime_error("no run of " + std::to_string(count) + " free ports below " +
+                           std::to_string(ephemeral_low));
+}
+
 // ---- sd_notify ---------------------------------------------------------------------------------
 
 NotifySocket::NotifySocket(std::string path) : path_(std::move(path)) {
@@ -600,6 +631,23 @@ double metric(std::uint16_t port, std::string_view name) {
     if (l.size() > name.size() && l.compare(0, name.size(), name) == 0 && l[name.size()] == ' ')
       return std::stod(l.substr(name.size() + 1));
   return -1;
+}
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace sydra::itest

@@ -271,6 +271,14 @@ HttpResponse http_get(std::uint16_t port, std::string_view target,
 // The value of an unlabelled metric in GET /metrics on `port`; -1 when absent.
 double metric(std::uint16_t port, std::string_view name);
 
+// The first of `count` consecutive ports free on 127.0.0.1, chosen at random below the
+// kernel's ephemeral range (ip_local_port_range), where no outgoing connection takes one
+// meanwhile: for servers whose ports must be known before they start.
+std::uint16_t unused_port_range(unsigned count);
+
+// A query-string value: every byte but [A-Za-z0-9-_.~] as %XX.
+std::string url_encode(std::string_view text);
+
 // A TCP port on 127.0.0.1 nothing listens on (bound, read and released: good enough here).
 std::uint16_t unused_port();
 

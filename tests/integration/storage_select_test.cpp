@@ -17,23 +17,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string url_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  return out;
-}
-
 HttpResponse post(std::uint16_t port, std::string_view target, std::string_view body) {
   Connection c(port);
   return c.roundtrip(make_request("POST", target, {"Content-Type: application/json"}, body));

@@ -72,6 +72,18 @@ class TestHandler final : public http::WorkerHandler {
       o_.handled_on.insert(std::this_thread::get_id());
     }
     if (request.path == "/throw") throw std::runtime_error("handler failure");
+    if (request.path == "/binary") {  // a protobuf answer: bytes as they are
+      http::Response r;
+      r.content_type = "application/x-protobuf";
+      r.body = std::string(request.content_encoding) + std::string("\x00\x01", 2);
+      r.headers.emplace_back("Content-Encoding", "snappy");
+      return r;
+    }
+    if (request.path == "/nothing") {
+      http::Response r;
+      r.status = 204;
+      return r;
+    }
     http::Response r = http::json_ok("{\"path\":\"" + std::string(request.path) +
                                      "\",\"bytes\":" + std::to_string(request.body.size()) + "}");
     r.route = request.path == "/echo" ? "/echo" : "other";
@@ -200,6 +212,30 @@ TEST_SUITE("concurrency") {
     std::lock_guard<std::mutex> lock(o.mutex);
     CHECK(o.routes[0] == "error");
     CHECK(o.exchanges[0].status == 500);
+  }
+
+  TEST_CASE("binary bodies go out as they are, a 204 with no body and no Content-Type") {
+    Observed o;
+    http::ConnectionCounters counters;
+    http::Server server(small_options(1), hooks_for(o), counters);
+    const std::uint16_t port = server.listen();
+    server.start();
+    LoopbackClient c(port);
+    REQUIRE(c.send(get("/binary", "Content-Encoding: snappy\r\n") + get("/nothing") + get("/echo")));
+    const auto binary = c.read_response();
+    REQUIRE(binary.has_value());
+    CHECK(binary->status == 200);
+    CHECK(binary->body == std::string("snappy\x00\x01", 8));  // the request's encoding, no newline
+    CHECK(binary->has_header("Content-Encoding: snappy"));
+    const auto nothing = c.read_response();
+    REQUIRE(nothing.has_value());
+    CHECK(nothing->status == 204);
+    CHECK(nothing->body.empty());
+    CHECK_FALSE(nothing->has_header("Content-Type"));
+    const auto echo = c.read_response();  // the connection still frames answers right
+    REQUIRE(echo.has_value());
+    CHECK(echo->status == 200);
+    CHECK(echo->body.back() == '\n');  // JSON keeps its newline
   }
 
   // Regression (found by the request fuzzer): with a transfer coding Beast's parser does not
