@@ -4,9 +4,12 @@
 #            the same suite again with libsydralloc.so as every process's malloc
 #            (LD_PRELOAD), then the Debian package: built, unpacked, its unit verified, its
 #            binary started the way systemd would
-#   asan     everything, under AddressSanitizer + UndefinedBehaviorSanitizer, with the
-#            allocator's debug checks (double free, wrong owner, poisoning) on
-#   tsan     the concurrency, stress and integration tests under ThreadSanitizer
+#   asan     everything but the benchmark scripts' smoke runs (label smoke: release runs
+#            them), under AddressSanitizer + UndefinedBehaviorSanitizer, with the allocator's
+#            debug checks (double free, wrong owner, poisoning) on
+#   tsan     the concurrency and stress tests under ThreadSanitizer; with
+#            SYDRA_TSAN_INTEGRATION=1 the integration tests too (every daemon under TSan:
+#            about ten more minutes on two cores, so CI leaves them out to stay under 30)
 #   fuzz     the HTTP request, NDJSON ingest, WAL/segment reader, block codec, selector and
 #            remote_write fuzzers for a bounded time (clang, libFuzzer)
 # The asan and tsan presets compile with -g1 (line tables: enough for the sanitizers'
@@ -42,6 +45,10 @@ echo "=== release: the Debian package"
 start=$SECONDS
 bash deploy/test_package.sh build/release
 echo "=== package: done in $((SECONDS - start)) s"
-run_preset asan ""
-run_preset tsan "alloc_tests storage_tests http_tests integration_tests sydradb" -L 'concurrency|stress|integration'
+run_preset asan "" -LE smoke
+if [[ "${SYDRA_TSAN_INTEGRATION:-0}" == 1 ]]; then
+  run_preset tsan "alloc_tests storage_tests http_tests integration_tests sydradb" -L 'concurrency|stress|integration'
+else
+  run_preset tsan "alloc_tests storage_tests http_tests" -L 'concurrency|stress'
+fi
 run_preset fuzz "fuzz_http_request fuzz_ingest_parser fuzz_wal_reader fuzz_codec fuzz_selector fuzz_remote_write" -L fuzz
