@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs every test:
-#   release  everything (unit, concurrency, stress, smoke, integration, preload), then
-#            the same suite again with libsydralloc.so as every process's malloc
-#            (LD_PRELOAD), then the Debian package: built, unpacked, its unit verified, its
+#   release  everything built; the preload tests (real programs under libsydralloc.so),
+#            then every other test (unit, concurrency, stress, smoke, integration) with
+#            libsydralloc.so as every process's malloc (LD_PRELOAD; the daemon keeps its own
+#            operator new), then the Debian package: built, unpacked, its unit verified, its
 #            binary started the way systemd would
 #   asan     everything but the benchmark scripts' smoke runs (label smoke: release runs
 #            them), under AddressSanitizer + UndefinedBehaviorSanitizer, with the allocator's
@@ -18,7 +19,8 @@
 # Usage: bash tests/run_all.sh            (after deploy/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-jobs="${SYDRA_JOBS:-2}"
+jobs="${SYDRA_JOBS:-2}"                # tests in parallel
+build_jobs="${SYDRA_BUILD_JOBS:-3}"    # compile jobs: one more than the two cores covers I/O waits
 
 run_preset() {
   local preset="$1" targets="$2"
@@ -28,15 +30,17 @@ run_preset() {
   cmake --preset "${preset}" >/dev/null
   if [ -n "${targets}" ]; then
     # shellcheck disable=SC2086  # targets is a word list
-    cmake --build --preset "${preset}" --parallel "${jobs}" --target ${targets}
+    cmake --build --preset "${preset}" --parallel "${build_jobs}" --target ${targets}
   else
-    cmake --build --preset "${preset}" --parallel "${jobs}"
+    cmake --build --preset "${preset}" --parallel "${build_jobs}"
   fi
   ctest --preset "${preset}" --parallel "${jobs}" "$@"
   echo "=== ${preset}: done in $((SECONDS - start)) s"
 }
 
-run_preset release ""
+# The release suite runs once, with libsydralloc.so preloaded (every test but the preload
+# and fuzz labels); here only the preload label's own tests, which preload by themselves.
+run_preset release "" -L preload
 echo "=== release: the suite under LD_PRELOAD=libsydralloc.so"
 start=$SECONDS
 bash tests/preload/run_suite_preloaded.sh build/release --parallel "${jobs}"
