@@ -508,9 +508,11 @@ http::Response StorageApi::series(const http::Request& request) const {
     return http::json_error(400, e.message);
   }
   const auto carries = [&wanted](const storage::SeriesInfo& s) {
-    for (const auto& [k, v] : wanted.items()) {
-      const auto it = std::find_if(s.tags.begin(), s.tags.end(), [&](const auto& t) { return t.first == k; });
-      if (it == s.tags.end() || it->second != v.get<std::string>()) return false;
+    for (const auto& item : wanted.items()) {
+      const std::string& key = item.key();  // a named variable: clang 14 cannot capture a structured binding
+      const auto it =
+          std::find_if(s.tags.begin(), s.tags.end(), [&](const auto& t) { return t.first == key; });
+      if (it == s.tags.end() || it->second != item.value().get<std::string>()) return false;
     }
     return true;
   };
