@@ -43,8 +43,8 @@
 namespace {
 
 using sydra::bench::HttpConnection;
-using sydra::bench::url_encode;
 using sydra::bench::LatencyHistogram;
+using sydra::bench::url_encode;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
@@ -232,9 +232,10 @@ std::vector<Kind> read_kinds(const Options& o, const Target& sydradb, const Targ
   auto vm_query = [&](const char* name, const std::string& selector, std::int64_t end, std::size_t series,
                       std::size_t samples) {
     const std::string range = "&start=" + std::to_string(kT0 / 1000) + "&end=" + std::to_string(end / 1000);
-    kinds.push_back({"vm_query_range", name,
-                     get_head(vm, "/api/v1/query_range?query=" + url_encode(selector) + range + "&step=10s&nocache=1"),
-                     "", series, samples, count_query_range});
+    kinds.push_back(
+        {"vm_query_range", name,
+         get_head(vm, "/api/v1/query_range?query=" + url_encode(selector) + range + "&step=10s&nocache=1"),
+         "", series, samples, count_query_range});
     kinds.push_back({"vm_export", name,
                      get_head(vm, "/api/v1/export?match[]=" + url_encode(selector) + range), "", series,
                      samples, count_export});
