@@ -159,6 +159,10 @@ void SlabPool::put_array(void* const* blocks, std::uint32_t n, std::uint32_t cls
   for (std::uint32_t i = 0; i < n; ++i) {
     SlabMeta& slab = space_.meta_of(blocks[i]);
     SYDRA_ASSERT(slab.cls == cls, "block %p of class %u put back as class %u", blocks[i], slab.cls, cls);
+    if (SYDRA_UNLIKELY(slab.owner != owner_ && sink_ != nullptr)) {
+      sink_(sink_context_, blocks[i], slab.owner, cls);
+      continue;
+    }
     put(blocks[i], slab);
   }
 }
@@ -379,7 +383,8 @@ bool Shard::depots_valid() const noexcept {
       if (m->cls != c || !m->full()) return false;
       for (std::uint32_t i = 0; i < m->count; ++i) {
         const SlabMeta& slab = pool.space().meta_of(m->blocks[i]);
-        if (!pool.space().contains(m->blocks[i]) || slab.owner != id_ || slab.cls != c) return false;
+        if (!pool.space().contains(m->blocks[i]) || slab.cls != c) return false;
+        if (slab.owner != id_ && !pool.takes_foreign()) return false;
       }
     }
     if (d.count > kDepotMagazines) return false;

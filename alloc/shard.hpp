@@ -23,10 +23,10 @@
 // passed (epoch.hpp). One queue per class lets a refill reclaim exactly what it needs.
 //
 // Who may touch what
-//   - Every SlabPool method and every Shard member except hand_off(), defer*(),
+//   - Every SlabPool method and every Shard member except hand_off(), defer*(), come_home(),
 //     has_deferred(), prepare() and deferred_in require the shard's lock (the legacy
 //     buckets: their own lock and pool per size class).
-//   - the deferred queues and deferred_in: any thread, lock-free.
+//   - the deferred queues, deferred_in and homecoming_in: any thread, lock-free.
 #pragma once
 
 #include <array>
@@ -114,8 +114,20 @@ class SlabPool {
   std::uint32_t take(std::uint32_t cls, std::uint32_t n, void** out) noexcept;
   // Gives one block back to its slab (slab looked up by the caller). Writes its link.
   void put(void* block, SlabMeta& slab) noexcept;
-  // Gives back n blocks of class cls.
+  // Gives back n blocks of class cls. A block of another pool's slab (only with
+  // ForeignFrees::cache_locally, where bins and depots hold other shards' blocks) goes to the
+  // foreign sink instead: its slab's metadata is written by its owner only.
   void put_array(void* const* blocks, std::uint32_t n, std::uint32_t cls) noexcept;
+
+  // Where put_array sends blocks of other pools' slabs; nullptr (the default) means there are
+  // none (asserted). drop_foreign: the allocator is being destroyed, its space with it.
+  using ForeignSink = void (*)(void* context, void* block, std::uint32_t owner, std::uint32_t cls) noexcept;
+  void set_foreign_sink(ForeignSink sink, void* context) noexcept {
+    sink_ = sink;
+    sink_context_ = context;
+  }
+  bool takes_foreign() const noexcept { return sink_ != nullptr; }
+  static void drop_foreign(void*, void*, std::uint32_t, std::uint32_t) noexcept {}
 
   const ClassPool& class_pool(std::uint32_t cls) const noexcept { return classes_[cls]; }
   ClassPool& class_pool(std::uint32_t cls) noexcept { return classes_[cls]; }
@@ -145,6 +157,8 @@ class SlabPool {
   std::uint32_t empty_count_ = 0;
   std::uint32_t empty_low_water_ = 0;  // fewest empty slabs since the last trim
   std::uint64_t slabs_acquired_ = 0;
+  ForeignSink sink_ = nullptr;
+  void* sink_context_ = nullptr;
 };
 
 // Index of the LockStats slot for work that is not about one size class.
@@ -178,6 +192,13 @@ class Shard {
   // A block of this shard freed by a thread with no cache (exiting), or retired.
   void defer(void* block, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
+    deferred_[cls].queue.push_block(block, epoch);
+  }
+  // A block of this shard that another shard's pool was about to take back
+  // (ForeignFrees::cache_locally): already counted as freed and allocated where it was
+  // cached, so it comes back as a deferred block without counting as a free again.
+  void come_home(void* block, std::uint32_t cls, std::uint64_t epoch) noexcept {
+    homecoming_in[cls].fetch_add(1, std::memory_order_relaxed);
     deferred_[cls].queue.push_block(block, epoch);
   }
   void defer_retired(RetireNode* node, std::uint32_t cls, std::uint64_t epoch) noexcept {
@@ -253,7 +274,8 @@ class Shard {
   InstrumentedLock lock;
   std::array<LockStats, kNumClasses + 1> lock_stats{};  // per class + maintenance
   SlabPool pool;
-  std::array<std::atomic<std::uint64_t>, kNumClasses> deferred_in{};  // defer(), retire(), exited threads
+  std::array<std::atomic<std::uint64_t>, kNumClasses> deferred_in{};    // defer(), retire(), exited threads
+  std::array<std::atomic<std::uint64_t>, kNumClasses> homecoming_in{};  // come_home()
   ThreadCounters retired;   // exited / rebound threads and direct paths (under lock)
   PathStats retired_paths;  // slow-path entries of exited / rebound threads (under lock)
 

@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <new>
+#include <string_view>
 
 #include "allocator_internals.hpp"
 #include "platform.hpp"
@@ -52,6 +53,11 @@ Options Options::from_environment() noexcept {
   if (parse_unsigned(platform::env("SYDRA_ALLOC_SHARDS"), v)) o.shards = static_cast<int>(v);
   if (parse_unsigned(platform::env("SYDRA_ALLOC_RESERVE_MB"), v) && v > 0)
     o.reserve_bytes = static_cast<std::size_t>(v) << 20;
+  if (const char* f = platform::env("SYDRA_ALLOC_FOREIGN_FREES"); f != nullptr && f[0] != '\0') {
+    const std::string_view name(f);
+    if (name == "local") o.foreign_frees = ForeignFrees::cache_locally;
+    if (name == "owner") o.foreign_frees = ForeignFrees::to_owner;
+  }
   return o;
 }
 
@@ -116,6 +122,11 @@ SmallPoolAllocator::~SmallPoolAllocator() {
     platform::system_free(p);
     return std::size_t{1};
   });
+  // With ForeignFrees::cache_locally a depot may hold blocks of a shard destroyed before it:
+  // those are dropped (the whole slab space is unmapped with us) rather than sent home.
+  for (std::uint32_t i = 0; i < kMaxShards; ++i)
+    if (Shard* s = in_->shards[i].load(std::memory_order_relaxed))
+      s->pool.set_foreign_sink(SlabPool::drop_foreign, nullptr);
   for (std::uint32_t i = 0; i < kMaxShards; ++i)
     if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) s->~Shard();
   for (auto* bucket : in_->legacy) bucket->~LegacyBucket();
@@ -133,6 +144,7 @@ Shard* SmallPoolAllocator::ensure_shard(std::uint32_t i) noexcept {
   if (Shard* s = in_->shards[i].load(std::memory_order_relaxed)) return s;
   auto* s = new (in_->arena.allocate(sizeof(Shard)))
       Shard(space_, in_->magazines, i, options_.retained_empty_slabs);
+  if (options_.foreign_frees == ForeignFrees::cache_locally) s->pool.set_foreign_sink(&send_home, this);
   in_->shards[i].store(s, std::memory_order_release);
   std::uint32_t created = in_->shards_created.load(std::memory_order_relaxed);
   if (i + 1 > created) in_->shards_created.store(i + 1, std::memory_order_release);

@@ -35,6 +35,12 @@
 
 namespace sydra::alloc {
 
+// Where cross-shard frees go (Options::foreign_frees).
+enum class ForeignFrees : std::uint8_t {
+  to_owner,       // the ADR: the owner's deferred queue, reused by the owner after an epoch
+  cache_locally,  // the freeing thread's bin, like a same-shard free; home when slabs take it back
+};
+
 struct Options {
   Mode mode = Mode::sharded;
   // Shards: > 0 that many (at most kMaxShards); 0 = sharding off (small sizes go to the
@@ -46,8 +52,14 @@ struct Options {
   // at once). collect_garbage() returns those that stayed unused since its previous call.
   std::uint32_t retained_empty_slabs = 64;
   std::uint32_t empty_slab_decay_ms = 1000;
+  // Where a block freed by a thread of another shard goes (docs/allocator.md, "The owner
+  // rule, measured"): to_owner is the ADR's rule (the owner's deferred queue, reused after an
+  // epoch transition); cache_locally is the measured alternative (the freeing thread's own
+  // bin, reused at once; sent home only when it would go back into a slab).
+  ForeignFrees foreign_frees = ForeignFrees::to_owner;
   // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
-  // SYDRA_ALLOC_SHARDS (integer) and SYDRA_ALLOC_RESERVE_MB. Never allocates.
+  // SYDRA_ALLOC_SHARDS (integer), SYDRA_ALLOC_RESERVE_MB and SYDRA_ALLOC_FOREIGN_FREES
+  // (owner|local). Never allocates.
   static Options from_environment() noexcept;
 };
 
@@ -156,6 +168,10 @@ class SmallPoolAllocator {
   SYDRA_NOINLINE void free_remote(ThreadState& st, void* p, std::uint32_t tag) noexcept;
   SYDRA_SLOW_PATH void check_sized_free(void* p, std::size_t size) const noexcept;
   void hand_off(ThreadState& st, std::uint32_t owner, std::uint32_t cls) noexcept;
+  void free_into_bin(ThreadState& st, std::uint32_t cls, void* p) noexcept;
+  // ForeignFrees::cache_locally: a block of shard `owner` that one of our slab pools was
+  // about to take back goes onto the owner's deferred queue instead (SlabPool::ForeignSink).
+  static void send_home(void* self, void* block, std::uint32_t owner, std::uint32_t cls) noexcept;
   void free_owned(void* p, std::uint16_t tag) noexcept;
   void free_fallback(void* p) noexcept;
   void count_fallback_free(void* p) noexcept;

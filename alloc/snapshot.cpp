@@ -28,6 +28,7 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
   // or handed over (counted by those threads until they exit).
   std::array<std::array<std::uint64_t, kNumClasses>, kMaxShards> remote_in{};
   std::int64_t fallback_live = 0;
+  std::array<std::int64_t, kNumClasses> in_use_net{};  // sum over shards of blocks_out - held
   {
     std::lock_guard<std::mutex> registry(in_->registry_mutex);
     for (ThreadState* t = in_->threads; t != nullptr; t = t->next) {
@@ -77,8 +78,13 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
         ClassStats& cs = s.classes[k];
         cs.size = class_to_size(k);
         cs.allocations += sh.retired.allocs[k];
-        cs.deferred_enqueued = sh.deferred_in[k].load(std::memory_order_relaxed) + remote_in[i][k];
-        cs.frees += sh.retired.frees[k] + cs.deferred_enqueued;
+        // Blocks sent home (ForeignFrees::cache_locally) were counted as freed where they were
+        // cached: they are pushed on the queue, but are not frees of this shard.
+        const std::uint64_t homecoming = sh.homecoming_in[k].load(std::memory_order_relaxed);
+        const std::uint64_t freed_to_queue =
+            sh.deferred_in[k].load(std::memory_order_relaxed) + remote_in[i][k];
+        cs.deferred_enqueued = freed_to_queue + homecoming;
+        cs.frees += sh.retired.frees[k] + freed_to_queue;
         cs.cached = cached[i][k];
         const std::uint64_t depot = sh.depot_blocks(k);
         cs.free_blocks = pool.free_blocks + depot;
@@ -90,6 +96,25 @@ AllocatorStats SmallPoolAllocator::snapshot() const {
         cs.deferred_pending = cs.deferred_enqueued - cs.deferred_reclaimed;
         const std::uint64_t held = cs.cached + cs.deferred_pending + depot;
         cs.in_use = pool.blocks_out > held ? pool.blocks_out - held : 0;
+        in_use_net[k] += static_cast<std::int64_t>(pool.blocks_out) - static_cast<std::int64_t>(held);
+      }
+    }
+  }
+  if (options_.foreign_frees == ForeignFrees::cache_locally) {
+    // Blocks of one shard cached by another's threads or depot count in the owner's
+    // blocks_out and in the holder's cached/free_blocks: per shard the difference is off by
+    // them (clamped at 0 above), across shards it nets out. Take the surplus off the shards
+    // in order, so that each class's total is exact (when the threads are quiet).
+    for (std::uint32_t k = 0; k < kNumClasses; ++k) {
+      std::uint64_t total = 0;
+      for (std::uint32_t i = 0; i < created; ++i) total += out.shards[i].classes[k].in_use;
+      const std::uint64_t exact = in_use_net[k] > 0 ? static_cast<std::uint64_t>(in_use_net[k]) : 0;
+      std::uint64_t surplus = total > exact ? total - exact : 0;
+      for (std::uint32_t i = 0; i < created && surplus > 0; ++i) {
+        std::uint64_t& in_use = out.shards[i].classes[k].in_use;
+        const std::uint64_t cut = in_use < surplus ? in_use : surplus;
+        in_use -= cut;
+        surplus -= cut;
       }
     }
   }

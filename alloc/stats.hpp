@@ -36,7 +36,9 @@ bool parse_mode(std::string_view text, Mode& out) noexcept;
 //   high_water          peak of blocks out of the slabs (in use + cached + deferred)
 //   refills / flushes   batches moved from / to the shard for a thread cache
 //   slabs               slabs currently assigned to this class
-//   deferred_enqueued   blocks pushed on the deferred queue (cross-shard frees, retires)
+//   deferred_enqueued   blocks pushed on the deferred queue (cross-shard frees, retires;
+//                       with ForeignFrees::cache_locally also blocks other shards sent home,
+//                       which are not counted in frees again)
 //   deferred_reclaimed  deferred blocks returned to their slab after their epoch passed
 //   deferred_pending    enqueued - reclaimed: the deferred backlog
 //   lock_*              the owner's lock, attributed to operations on this class:

@@ -48,6 +48,7 @@ RunResult run_one(const Config& cfg, Mode mode, const Timer& timer) {
     alloc::Options options;
     options.mode = mode;
     options.shards = cfg.shard_count();
+    options.foreign_frees = cfg.foreign_frees;
     auto pool = std::make_unique<SmallPoolAllocator>(options);
     run_workload(cfg, PoolOps{pool.get()}, timer, r);
   }

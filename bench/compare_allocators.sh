@@ -154,11 +154,13 @@ PY
       ;;
     *) cmd="$workload" ;;
   esac
-  arms=("glibc|")
-  for c in "jemalloc|$libdir/libjemalloc.so.2" "tcmalloc|$libdir/libtcmalloc_minimal.so.4" \
-           "mimalloc|$libdir/libmimalloc.so.2" "sydralloc|$sydralloc"; do
-    if [[ ! -e "${c#*|}" ]]; then
-      echo "note: skipping ${c%%|*}: ${c#*|} is missing" >&2
+  # name | LD_PRELOAD | foreign frees (libsydralloc.so only)
+  arms=("glibc||")
+  for c in "jemalloc|$libdir/libjemalloc.so.2|" "tcmalloc|$libdir/libtcmalloc_minimal.so.4|" \
+           "mimalloc|$libdir/libmimalloc.so.2|" "sydralloc|$sydralloc|owner" "sydralloc-local|$sydralloc|local"; do
+    IFS='|' read -r name lib _ <<<"$c"
+    if [[ ! -e "$lib" ]]; then
+      echo "note: skipping $name: $lib is missing" >&2
       continue
     fi
     arms+=("$c")
@@ -169,16 +171,19 @@ PY
 import csv, hashlib, os, statistics, subprocess, sys, time
 
 outdir, rounds, cmd, label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-arms = [a.split("|", 1) for a in sys.argv[5:]]
-runs = {name: [] for name, _ in arms}
-outputs = {name: set() for name, _ in arms}
+arms = [a.split("|", 2) for a in sys.argv[5:]]
+runs = {name: [] for name, _, _ in arms}
+outputs = {name: set() for name, _, _ in arms}
 failed = False
 for r in range(1, rounds + 1):
-    for name, lib in arms:
+    for name, lib, foreign in arms:
         env = dict(os.environ)
         env.pop("LD_PRELOAD", None)
+        env.pop("SYDRA_ALLOC_FOREIGN_FREES", None)
         if lib:
             env["LD_PRELOAD"] = lib
+        if foreign:
+            env["SYDRA_ALLOC_FOREIGN_FREES"] = foreign
         t0 = time.perf_counter()
         proc = subprocess.Popen(["bash", "-c", cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         digest = hashlib.sha256()
@@ -203,7 +208,7 @@ for r in range(1, rounds + 1):
         if code != 0:
             failed = True
             note = f" exit {code}: {err.decode(errors='replace')[:300]}"
-        print(f"  round {r}/{rounds}  {name:<9} {wall:7.2f} s{note}", file=sys.stderr)
+        print(f"  round {r}/{rounds}  {name:<15} {wall:7.2f} s{note}", file=sys.stderr)
         # ru_maxrss of the waited child: the largest resident set among the processes of
         # the tree that were waited for (KiB).
         runs[name].append({"round": r, "ok": code == 0, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
@@ -215,13 +220,13 @@ def med(name, key):
     vals = [x[key] for x in runs[name] if x["ok"]]
     return statistics.median(vals) if vals else None
 cols = ["wall_s", "cpu_s", "rss_peak_mib"]
-table = {n: {c: med(n, c) for c in cols} for n, _ in arms}
+table = {n: {c: med(n, c) for c in cols} for n, _, _ in arms}
 all_outputs = set().union(*outputs.values())
 lines = [f"workload {label!r}: {cmd}",
          f"median of {rounds} interleaved rounds; (x) = ratio to {base} (lower is better)", ""]
 header = ["allocator", "wall s", "cpu s", "RSS peak MiB", "output"]
 rows = []
-for n, _ in arms:
+for n, _, _ in arms:
     cells = [n]
     for c in cols:
         v = table[n][c]
@@ -236,12 +241,12 @@ for n, _ in arms:
 widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
 for row in [header] + rows:
     lines.append("  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))))
-metric_names = sorted({k for n, _ in arms for x in runs[n] for k in x["metrics"]})
+metric_names = sorted({k for n, _, _ in arms for x in runs[n] for k in x["metrics"]})
 if metric_names:
     lines.append("")
     lines.append(f"METRIC lines printed by the command: medians (x) = ratio to {base}")
     mrows = []
-    for n, _ in arms:
+    for n, _, _ in arms:
         cells = [n]
         for k in metric_names:
             vals = [x["metrics"][k] for x in runs[n] if x["ok"] and k in x["metrics"]]
@@ -269,14 +274,14 @@ with open(os.path.join(outdir, "workload.csv"), "w", newline="") as f:
     w = csv.writer(f)
     allcols = cols + metric_names
     w.writerow(["allocator", "rounds"] + allcols + [f"{c}_vs_{base}" for c in allcols] + ["output_identical"])
-    for n, _ in arms:
+    for n, _, _ in arms:
         ratios = [(table[n][c] / table[base][c]) if base in table and table[n].get(c) and table[base].get(c) else None
                   for c in allcols]
         w.writerow([n, len(runs[n])] + [table[n].get(c) for c in allcols] + ratios + [int(len(all_outputs) == 1)])
 with open(os.path.join(outdir, "workload_rounds.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["allocator", "round", "ok"] + cols)
-    for n, _ in arms:
+    for n, _, _ in arms:
         for x in runs[n]:
             w.writerow([n, x["round"], int(x["ok"])] + [x[c] for c in cols])
 print(f"csv: {os.path.join(outdir, 'workload.csv')}, {os.path.join(outdir, 'workload_rounds.csv')}")
@@ -299,26 +304,29 @@ extra=("$@")
 [[ -x "$bench" ]] || { echo "compare_allocators: $bench is not an executable" >&2; exit 2; }
 for a in "${extra[@]}"; do
   case "$a" in
-    --allocator* | --json | --smoke)
+    --allocator* | --foreign-frees* | --json | --smoke)
       echo "compare_allocators: $a is set by this script; pass only workload arguments" >&2
       exit 2
       ;;
   esac
 done
 
-# name | --allocator | LD_PRELOAD (empty: none)
+# name | --allocator | LD_PRELOAD (empty: none) | foreign frees (the *-local arms: the
+# alternative to the ADR's owner rule, docs/allocator.md "The owner rule, measured")
 candidates=(
-  "sharded|sharded|"
-  "legacy|legacy|"
-  "glibc|system|"
-  "jemalloc|system|$libdir/libjemalloc.so.2"
-  "tcmalloc|system|$libdir/libtcmalloc_minimal.so.4"
-  "mimalloc|system|$libdir/libmimalloc.so.2"
-  "sydralloc|system|$sydralloc"
+  "sharded|sharded||owner"
+  "sharded-local|sharded||local"
+  "legacy|legacy||owner"
+  "glibc|system||owner"
+  "jemalloc|system|$libdir/libjemalloc.so.2|owner"
+  "tcmalloc|system|$libdir/libtcmalloc_minimal.so.4|owner"
+  "mimalloc|system|$libdir/libmimalloc.so.2|owner"
+  "sydralloc|system|$sydralloc|owner"
+  "sydralloc-local|system|$sydralloc|local"
 )
 arms=()
 for c in "${candidates[@]}"; do
-  IFS='|' read -r name mode preload <<<"$c"
+  IFS='|' read -r name mode preload foreign <<<"$c"
   if [[ -n "$preload" && ! -e "$preload" ]]; then
     echo "note: skipping $name: $preload is missing" >&2
     continue
@@ -332,14 +340,15 @@ echo "bench_alloc ${extra[*]:-(defaults)}: ${#arms[@]} allocators x $rounds roun
 failed=0
 for ((r = 1; r <= rounds; r++)); do
   for c in "${arms[@]}"; do
-    IFS='|' read -r name mode preload <<<"$c"
+    IFS='|' read -r name mode preload foreign <<<"$c"
     out="$outdir/raw/$name.r$r.json"
-    printf '  round %d/%d  %-9s' "$r" "$rounds" "$name" >&2
+    printf '  round %d/%d  %-15s' "$r" "$rounds" "$name" >&2
     rc=0
     if [[ -n "$preload" ]]; then
-      LD_PRELOAD="$preload" "$bench" --allocator="$mode" --json "${extra[@]}" >"$out" 2>"$out.err" || rc=$?
+      SYDRA_ALLOC_FOREIGN_FREES="$foreign" LD_PRELOAD="$preload" "$bench" --allocator="$mode" --json "${extra[@]}" \
+        >"$out" 2>"$out.err" || rc=$?
     else
-      "$bench" --allocator="$mode" --json "${extra[@]}" >"$out" 2>"$out.err" || rc=$?
+      "$bench" --allocator="$mode" --foreign-frees="$foreign" --json "${extra[@]}" >"$out" 2>"$out.err" || rc=$?
     fi
     if [[ $rc -ne 0 ]]; then
       failed=1

@@ -12,13 +12,15 @@ The load, all on 127.0.0.1 (a temporary data directory, ports the daemon picks):
            second make the small segments it merges);
   restart  SIGTERM, wait for the exit, start again on the same data directory (the load
            pauses meanwhile; requests are not made while the daemon is down).
-Each second it records the daemon's RSS, open files (/proc/PID/fd), the bytes of
+Each second it records the daemon's RSS (and its anonymous and file-backed parts: segment
+files are mapped, so their touched pages count in RSS), the allocator's committed slab bytes
+and system-allocator live bytes (/debug/alloc/stats), open files (/proc/PID/fd), the bytes of
 data/wal and data/segments, points acknowledged, and request errors: any transport error or
 answer other than 2xx, except the designed back-pressure (503 or 507 with Retry-After),
 which is counted apart.
 
-Verdict: after warm-up (the first --warmup seconds after every start are left out), RSS and
-open files are "flat" when every minute's median is within +-10 % of the median over all
+Verdict: after warm-up (the first --warmup seconds after every start are left out), RSS,
+anonymous RSS and open files are "flat" when every minute's median is within +-10 % of the median over all
 such minutes; errors must be 0. Writes DIR/samples.csv, DIR/summary.json, DIR/soak.png
 (gnuplot) and prints the summary.
 
@@ -43,6 +45,38 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from query_bench import rss_bytes  # noqa: E402
+
+
+def rss_split(pid):
+    """(anonymous, file-backed) resident bytes: RssAnon and RssFile of /proc/PID/status. Segment
+    files are mapped (MAP_SHARED), so the pages of them that queries touch are resident in the
+    daemon and count in VmRSS, though they are page cache, not memory the daemon holds."""
+    anon = file_ = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) * 1024
+            elif line.startswith("RssFile:"):
+                file_ = int(line.split()[1]) * 1024
+    return anon, file_
+
+
+def alloc_memory(port):
+    """The allocator's view (GET /debug/alloc/stats on the control listener): slab bytes
+    committed, and live bytes of allocations the pool sent to the system allocator (large
+    objects: buffers, memtable chunks). None when the daemon does not answer."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/debug/alloc/stats")
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        if r.status != 200:
+            return None, None
+        doc = json.loads(body)
+        return doc["memory"]["committed_bytes"], doc["small_pool"]["fallback"]["live_bytes"]
+    except (OSError, ValueError, KeyError, http.client.HTTPException):
+        return None, None
 
 
 def open_files(pid):
@@ -219,7 +253,11 @@ class Soak:
                     self.running.set()
                 pid = self.d.proc.pid
                 with self.lock:
+                    anon, file_ = rss_split(pid)
+                    committed, fallback_live = alloc_memory(self.d.control_port)
                     row = {"t": round(time.time() - self.t0, 2), "rss": rss_bytes(pid), "fds": open_files(pid),
+                           "rss_anon": anon, "rss_file": file_, "alloc_committed": committed or 0,
+                           "alloc_fallback_live": fallback_live or 0,
                            "wal": dir_bytes(os.path.join(self.d.data, "wal")),
                            "segments": dir_bytes(os.path.join(self.d.data, "segments")),
                            "points": self.points, "errors": self.errors, "backpressure": self.backpressure,
@@ -260,7 +298,7 @@ set grid lc rgb "#dddddd"
 set key top left
 set xlabel ""
 set ylabel "RSS (MiB)"
-plot dat using 1:($2/1048576) skip 1 with lines lw 2 title "RSS"
+plot dat using 1:($2/1048576) skip 1 with lines lw 2 title "RSS", dat using 1:($10/1048576) skip 1 with lines lw 2 title "anonymous", dat using 1:($11/1048576) skip 1 with lines lw 2 title "file-backed (mapped segments)", dat using 1:($12/1048576) skip 1 with lines lw 1 title "allocator slabs committed", dat using 1:($13/1048576) skip 1 with lines lw 1 title "system-allocator live bytes"
 set ylabel "open files"
 plot dat using 1:3 skip 1 with lines lw 2 title "open files"
 set ylabel "MiB"
@@ -296,7 +334,8 @@ def main():
         shutil.copy(os.path.join(work, "daemon.log"), os.path.join(a.out, "daemon.log"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    keys = ["t", "rss", "fds", "wal", "segments", "points", "errors", "backpressure", "since_start"]
+    keys = ["t", "rss", "fds", "wal", "segments", "points", "errors", "backpressure", "since_start", "rss_anon",
+            "rss_file", "alloc_committed", "alloc_fallback_live"]
     with open(os.path.join(a.out, "samples.csv"), "w") as f:
         f.write(",".join(keys) + "\n")
         for s in samples:
@@ -305,11 +344,14 @@ def main():
                "points": soak.points, "queries": soak.queries, "stats_runs": soak.stats_runs,
                "errors": soak.errors, "error_samples": soak.error_samples, "backpressure": soak.backpressure,
                "rss": flatness(samples, "rss", a.warmup), "open_files": flatness(samples, "fds", a.warmup),
+               "rss_anon": flatness(samples, "rss_anon", a.warmup), "rss_file": flatness(samples, "rss_file", a.warmup),
+               "alloc_committed": flatness(samples, "alloc_committed", a.warmup),
+               "alloc_fallback_live": flatness(samples, "alloc_fallback_live", a.warmup),
                "wal_max_bytes": max(s["wal"] for s in samples), "segments_max_bytes": max(s["segments"] for s in samples),
                "segments_final_bytes": samples[-1]["segments"],
                "config": {k: getattr(a, k) for k in ("rate", "batch", "series", "query_rate", "stats_every",
                                                       "restart_every", "warmup")}}
-    for k in ("rss", "open_files"):
+    for k in ("rss", "open_files", "rss_anon"):
         f = summary[k]
         summary[k + "_flat"] = f is not None and f["deviation"] <= 0.10
     with open(os.path.join(a.out, "summary.json"), "w") as f:

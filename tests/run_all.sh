@@ -6,8 +6,10 @@
 #            operator new), then the Debian package: built, unpacked, its unit verified, its
 #            binary started the way systemd would
 #   asan     everything but the benchmark scripts' smoke runs (label smoke: release runs
-#            them), under AddressSanitizer + UndefinedBehaviorSanitizer, with the allocator's
-#            debug checks (double free, wrong owner, poisoning) on
+#            them; the preset builds no benchmark), under AddressSanitizer +
+#            UndefinedBehaviorSanitizer, with the allocator's debug checks (double free, wrong
+#            owner, poisoning) on; the tests' own sources at -O0 (SYDRA_TEST_OPT), the
+#            libraries and the daemon at -O2
 #   tsan     the concurrency and stress tests under ThreadSanitizer; with
 #            SYDRA_TSAN_INTEGRATION=1 the integration tests too (every daemon under TSan:
 #            about ten more minutes on two cores, so CI leaves them out to stay under 30)

@@ -141,6 +141,8 @@ struct Config {
   Workload workload = Workload::adr;
   int threads = 2;
   int shards = 0;  // 0: one per writer thread
+  // Where the sharded/legacy pool puts cross-shard frees (alloc::Options::foreign_frees).
+  alloc::ForeignFrees foreign_frees = alloc::ForeignFrees::to_owner;
   int readers = 0;
   std::uint64_t ops = 1'000'000;  // allocations per writer thread (when seconds == 0)
   double seconds = 0;

@@ -105,6 +105,9 @@ constexpr std::string_view kUsage = R"(usage: bench_alloc [options]
   --workload=adr|single|xmalloc|larson|cache-scratch   what to run (default adr; see below)
   --allocator=sharded|legacy|system   one allocator (default: all three in turn, side by side)
   --shards N               shards for sharded/legacy (default: one per writer thread, at most 64)
+  --foreign-frees=owner|local   where the pool puts a block freed by another shard's thread:
+                           owner (the ADR's rule, default) or local (the freeing thread's
+                           bin; docs/allocator.md, "The owner rule, measured")
   --threads N              writer threads (default 2)
   --readers N              reader threads inside epoch sections (default 0)
   --ops N                  allocations per writer thread (default 1000000)
@@ -213,6 +216,15 @@ Config parse_args(int argc, char** argv) {
       if (!alloc::parse_mode(v, m))
         usage_error("--allocator: expected sharded, legacy or system, got '%s'", v.c_str());
       cfg.allocator = m;
+    } else if (arg == "--foreign-frees") {
+      const std::string v = take();
+      if (v == "owner") {
+        cfg.foreign_frees = alloc::ForeignFrees::to_owner;
+      } else if (v == "local") {
+        cfg.foreign_frees = alloc::ForeignFrees::cache_locally;
+      } else {
+        usage_error("--foreign-frees: expected owner or local, got '%s'", v.c_str());
+      }
     } else if (arg == "--shards") {
       cfg.shards = static_cast<int>(parse_uint(arg, take(), 1, alloc::kMaxShards));
     } else if (arg == "--threads") {

@@ -424,19 +424,23 @@ TEST_SUITE("unit") {
     ::setenv("SYDRA_ALLOC_MODE", "legacy", 1);
     ::setenv("SYDRA_ALLOC_SHARDS", "3", 1);
     ::setenv("SYDRA_ALLOC_RESERVE_MB", "64", 1);
+    ::setenv("SYDRA_ALLOC_FOREIGN_FREES", "local", 1);
     Options o = Options::from_environment();
     CHECK(o.mode == Mode::legacy);
     CHECK(o.shards == 3);
     CHECK(o.reserve_bytes == (std::size_t{64} << 20));
+    CHECK(o.foreign_frees == ForeignFrees::cache_locally);
     ::unsetenv("SYDRA_ALLOC_MODE");
     ::unsetenv("SYDRA_ALLOC_SHARDS");
     ::unsetenv("SYDRA_ALLOC_RESERVE_MB");
+    ::unsetenv("SYDRA_ALLOC_FOREIGN_FREES");
     Options d = Options::from_environment();
     const Options defaults;
     CHECK(d.mode == defaults.mode);
     CHECK(d.shards == SYDRA_ALLOCATOR_SHARDS);
     CHECK(d.reserve_bytes == defaults.reserve_bytes);
     CHECK(d.slab_bytes == defaults.slab_bytes);
+    CHECK(d.foreign_frees == ForeignFrees::to_owner);
   }
 
   TEST_CASE("the thread cache holds at most two batches per class") {
@@ -1013,8 +1017,11 @@ TEST_SUITE("concurrency") {
     CHECK(s.fallback.live_bytes == 0);
   }
 
-  TEST_CASE("more threads than shards churn with cross-thread frees and end consistent") {
-    SmallPoolAllocator a(small_options(2));
+  // The churn below, under either rule for cross-shard frees (Options::foreign_frees).
+  void churn_with_cross_thread_frees(ForeignFrees foreign_frees) {
+    Options options = small_options(2);
+    options.foreign_frees = foreign_frees;
+    SmallPoolAllocator a(options);
     constexpr int kThreads = 8;
     const int ops = test::kSlowBuild ? 4000 : 40000;
     struct Item {
@@ -1109,7 +1116,63 @@ TEST_SUITE("concurrency") {
       CHECK(sh.totals().deferred_pending == 0);
     }
     CHECK(test::total_allocations(s) > 0);
-    CHECK(s.shard_deferred_total > 0);  // some frees crossed shards
+    // Some frees crossed shards: through the owners' queues, or (cached locally) some of the
+    // blocks went home through them when the threads exited.
+    CHECK(s.shard_deferred_total > 0);
+    std::uint64_t cross = 0;
+    for (const ShardStats& sh : s.shards) cross += sh.cross_shard_frees;
+    CHECK(cross > 0);
+    CHECK(a.is_valid());
+  }
+
+  TEST_CASE("more threads than shards churn with cross-thread frees and end consistent") {
+    churn_with_cross_thread_frees(ForeignFrees::to_owner);
+  }
+
+  TEST_CASE("with foreign frees cached locally, churn with cross-thread frees ends consistent") {
+    // Blocks of every shard mix in bins and depots; each goes home when a pool would take
+    // it back into a slab (thread exit here), and every slab ends empty.
+    churn_with_cross_thread_frees(ForeignFrees::cache_locally);
+  }
+
+  TEST_CASE("with foreign frees cached locally, the freeing thread reuses the block at once") {
+    Options options = small_options(2);
+    options.foreign_frees = ForeignFrees::cache_locally;
+    SmallPoolAllocator a(options);
+    TaskThread ta, tb;
+    REQUIRE(ta.run([&] { return a.bind_current_thread(0); }) == 0);
+    REQUIRE(tb.run([&] { return a.bind_current_thread(1); }) == 1);
+    void* p = ta.run([&] { return a.allocate(64); });
+    REQUIRE(p != nullptr);
+    // No epoch passes, nothing is handed over: the block of shard 0 is the next 64-byte
+    // block shard 1's thread gets (the top of its bin).
+    void* again = tb.run([&] {
+      a.deallocate(p);
+      return a.allocate(64);
+    });
+    CHECK(again == p);
+    const AllocatorStats s = a.snapshot();
+    CHECK(s.shard_deferred_total == 0);
+    CHECK(shard_stats(s, 1).cross_shard_frees == 1);
+    // Freed again by tb and flushed: it goes home to shard 0 as a deferred block, not into
+    // shard 1's slabs (whose metadata only their owner writes).
+    tb.run([&] {
+      a.deallocate(p);
+      a.flush_thread_cache();
+    });
+    CHECK(a.is_valid());
+    test::drain_deferred(a);
+    const AllocatorStats s2 = a.snapshot();
+    CHECK(shard_class(s2, 0, kClass64).deferred_enqueued == 1);
+    CHECK(shard_class(s2, 0, kClass64).deferred_reclaimed == 1);
+    CHECK(shard_class(s2, 0, kClass64).deferred_pending == 0);
+    CHECK(s2.buckets[kClass64].frees == 2);  // both frees, counted once each
+    CHECK(s2.buckets[kClass64].allocations == 2);
+    CHECK(s2.buckets[kClass64].in_use == 0);
+    CHECK(ta.run([&] {
+      a.flush_thread_cache();
+      return comes_back(a, p, 64, 2 * kBlocksPer64Slab);
+    }));
     CHECK(a.is_valid());
   }
 
