@@ -68,11 +68,19 @@ void SmallPoolAllocator::free_remote(ThreadState& st, void* p, std::uint32_t tag
   space_.debug_mark_free(p, cls, "free");
   track::on_free(p, class_to_size(cls));
   if (options_.foreign_frees == ForeignFrees::cache_locally) {
-    // The measured alternative to the owner rule: into this thread's bin, reused at once.
-    counter_add(st.cross_shard_frees, std::uint64_t{1});
-    counter_add(st.paths.free_remote, std::uint64_t{1});
-    free_into_bin(st, cls, p);
-    return;
+    // The measured alternative to the owner rule: into this thread's bin while it has room,
+    // reused at once. A full bin sends it to the owner as below: a thread that only frees
+    // (a consumer) would otherwise push other shards' blocks through its own depot and
+    // slab returns (docs/allocator.md, "The owner rule, measured").
+    Bin& bin = st.bins[cls];
+    if (SYDRA_LIKELY(bin.top != bin.end)) {
+      *bin.top = p;
+      counter_store(bin.top, bin.top + 1);
+      counter_add(bin.frees, std::uint64_t{1});
+      counter_add(st.cross_shard_frees, std::uint64_t{1});
+      counter_add(st.paths.free_remote, std::uint64_t{1});
+      return;
+    }
   }
   RemoteCache* rc = st.remote;
   if (SYDRA_UNLIKELY(rc == nullptr)) {
@@ -104,11 +112,15 @@ void SmallPoolAllocator::free_into_bin(ThreadState& st, std::uint32_t cls, void*
   counter_add(bin.frees, std::uint64_t{1});
 }
 
-void SmallPoolAllocator::send_home(void* self, void* block, std::uint32_t owner, std::uint32_t cls) noexcept {
+void SmallPoolAllocator::send_home(void* self, void* const* blocks, std::uint32_t n, std::uint32_t owner,
+                                   std::uint32_t cls) noexcept {
+  // In a magazine of their own, like a hand-off: one push, reclaimed whole.
   auto& a = *static_cast<SmallPoolAllocator*>(self);
-  // The block is free (in a magazine): it carries the queue link itself.
-  track::unpoison(block, sizeof(DeferredNode));
-  a.shard(owner).come_home(block, cls, a.epoch_.current());
+  Magazine* m = a.in_->magazines.take();
+  std::memcpy(m->blocks, blocks, n * sizeof(void*));
+  m->count = n;
+  m->cls = cls;
+  a.shard(owner).come_home(m, a.epoch_.current());
 }
 
 void SmallPoolAllocator::hand_off(ThreadState& st, std::uint32_t owner, std::uint32_t cls) noexcept {

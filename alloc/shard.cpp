@@ -155,16 +155,25 @@ void SlabPool::put(void* block, SlabMeta& slab) noexcept {
 }
 
 void SlabPool::put_array(void* const* blocks, std::uint32_t n, std::uint32_t cls) noexcept {
-  (void)cls;
+  // Blocks of other pools (ForeignFrees::cache_locally only) leave in runs of one owner.
+  void* run[kMagazineCapacity];
+  std::uint32_t run_n = 0;
+  std::uint32_t run_owner = 0;
   for (std::uint32_t i = 0; i < n; ++i) {
     SlabMeta& slab = space_.meta_of(blocks[i]);
     SYDRA_ASSERT(slab.cls == cls, "block %p of class %u put back as class %u", blocks[i], slab.cls, cls);
     if (SYDRA_UNLIKELY(slab.owner != owner_ && sink_ != nullptr)) {
-      sink_(sink_context_, blocks[i], slab.owner, cls);
+      if (run_n != 0 && (slab.owner != run_owner || run_n == class_batch(cls))) {
+        sink_(sink_context_, run, run_n, run_owner, cls);
+        run_n = 0;
+      }
+      run_owner = slab.owner;
+      run[run_n++] = blocks[i];
       continue;
     }
     put(blocks[i], slab);
   }
+  if (run_n != 0) sink_(sink_context_, run, run_n, run_owner, cls);
 }
 
 std::uint32_t SlabPool::trim_empty_slabs() noexcept {

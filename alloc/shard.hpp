@@ -121,13 +121,15 @@ class SlabPool {
 
   // Where put_array sends blocks of other pools' slabs; nullptr (the default) means there are
   // none (asserted). drop_foreign: the allocator is being destroyed, its space with it.
-  using ForeignSink = void (*)(void* context, void* block, std::uint32_t owner, std::uint32_t cls) noexcept;
+  // The sink gets runs of consecutive blocks of one owner, at most a magazine's worth.
+  using ForeignSink = void (*)(void* context, void* const* blocks, std::uint32_t n, std::uint32_t owner,
+                               std::uint32_t cls) noexcept;
   void set_foreign_sink(ForeignSink sink, void* context) noexcept {
     sink_ = sink;
     sink_context_ = context;
   }
   bool takes_foreign() const noexcept { return sink_ != nullptr; }
-  static void drop_foreign(void*, void*, std::uint32_t, std::uint32_t) noexcept {}
+  static void drop_foreign(void*, void* const*, std::uint32_t, std::uint32_t, std::uint32_t) noexcept {}
 
   const ClassPool& class_pool(std::uint32_t cls) const noexcept { return classes_[cls]; }
   ClassPool& class_pool(std::uint32_t cls) noexcept { return classes_[cls]; }
@@ -194,12 +196,13 @@ class Shard {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);
     deferred_[cls].queue.push_block(block, epoch);
   }
-  // A block of this shard that another shard's pool was about to take back
+  // Blocks of this shard that another shard's pool was about to take back
   // (ForeignFrees::cache_locally): already counted as freed and allocated where it was
   // cached, so it comes back as a deferred block without counting as a free again.
-  void come_home(void* block, std::uint32_t cls, std::uint64_t epoch) noexcept {
-    homecoming_in[cls].fetch_add(1, std::memory_order_relaxed);
-    deferred_[cls].queue.push_block(block, epoch);
+  // A magazine of them, reclaimed whole like a hand-off.
+  void come_home(Magazine* m, std::uint64_t epoch) noexcept {
+    homecoming_in[m->cls].fetch_add(m->count, std::memory_order_relaxed);
+    deferred_[m->cls].queue.push(&m->node, epoch, NodeKind::kMagazineNode);
   }
   void defer_retired(RetireNode* node, std::uint32_t cls, std::uint64_t epoch) noexcept {
     deferred_in[cls].fetch_add(1, std::memory_order_relaxed);

@@ -38,7 +38,7 @@ namespace sydra::alloc {
 // Where cross-shard frees go (Options::foreign_frees).
 enum class ForeignFrees : std::uint8_t {
   to_owner,       // the ADR: the owner's deferred queue, reused by the owner after an epoch
-  cache_locally,  // the freeing thread's bin, like a same-shard free; home when slabs take it back
+  cache_locally,  // the freeing thread's bin while it has room; home when slabs take it back
 };
 
 struct Options {
@@ -55,7 +55,8 @@ struct Options {
   // Where a block freed by a thread of another shard goes (docs/allocator.md, "The owner
   // rule, measured"): to_owner is the ADR's rule (the owner's deferred queue, reused after an
   // epoch transition); cache_locally is the measured alternative (the freeing thread's own
-  // bin, reused at once; sent home only when it would go back into a slab).
+  // bin while it has room, reused at once; a block cached so that later goes back into a
+  // slab is sent home, through the owner's deferred queue, instead).
   ForeignFrees foreign_frees = ForeignFrees::to_owner;
   // The defaults, overridden by SYDRA_ALLOC_MODE (sharded|legacy|system),
   // SYDRA_ALLOC_SHARDS (integer), SYDRA_ALLOC_RESERVE_MB and SYDRA_ALLOC_FOREIGN_FREES
@@ -171,7 +172,8 @@ class SmallPoolAllocator {
   void free_into_bin(ThreadState& st, std::uint32_t cls, void* p) noexcept;
   // ForeignFrees::cache_locally: a block of shard `owner` that one of our slab pools was
   // about to take back goes onto the owner's deferred queue instead (SlabPool::ForeignSink).
-  static void send_home(void* self, void* block, std::uint32_t owner, std::uint32_t cls) noexcept;
+  static void send_home(void* self, void* const* blocks, std::uint32_t n, std::uint32_t owner,
+                        std::uint32_t cls) noexcept;
   void free_owned(void* p, std::uint16_t tag) noexcept;
   void free_fallback(void* p) noexcept;
   void count_fallback_free(void* p) noexcept;

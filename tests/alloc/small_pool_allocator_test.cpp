@@ -1145,12 +1145,14 @@ TEST_SUITE("concurrency") {
     void* p = ta.run([&] { return a.allocate(64); });
     REQUIRE(p != nullptr);
     // No epoch passes, nothing is handed over: the block of shard 0 is the next 64-byte
-    // block shard 1's thread gets (the top of its bin).
+    // block shard 1's thread gets (the top of its bin, which has room once it is loaded).
+    void* own = tb.run([&] { return a.allocate(64); });
     void* again = tb.run([&] {
       a.deallocate(p);
       return a.allocate(64);
     });
     CHECK(again == p);
+    tb.run([&] { a.deallocate(own); });
     const AllocatorStats s = a.snapshot();
     CHECK(s.shard_deferred_total == 0);
     CHECK(shard_stats(s, 1).cross_shard_frees == 1);
@@ -1166,9 +1168,35 @@ TEST_SUITE("concurrency") {
     CHECK(shard_class(s2, 0, kClass64).deferred_enqueued == 1);
     CHECK(shard_class(s2, 0, kClass64).deferred_reclaimed == 1);
     CHECK(shard_class(s2, 0, kClass64).deferred_pending == 0);
-    CHECK(s2.buckets[kClass64].frees == 2);  // both frees, counted once each
-    CHECK(s2.buckets[kClass64].allocations == 2);
+    CHECK(s2.buckets[kClass64].frees == 3);  // p twice and own, counted once each
+    CHECK(s2.buckets[kClass64].allocations == 3);
     CHECK(s2.buckets[kClass64].in_use == 0);
+    CHECK(ta.run([&] {
+      a.flush_thread_cache();
+      return comes_back(a, p, 64, 2 * kBlocksPer64Slab);
+    }));
+    CHECK(a.is_valid());
+  }
+
+  TEST_CASE(
+      "with foreign frees cached locally, a thread whose bin has no room hands the block to its owner") {
+    Options options = small_options(2);
+    options.foreign_frees = ForeignFrees::cache_locally;
+    SmallPoolAllocator a(options);
+    TaskThread ta, tb;
+    REQUIRE(ta.run([&] { return a.bind_current_thread(0); }) == 0);
+    REQUIRE(tb.run([&] { return a.bind_current_thread(1); }) == 1);
+    void* p = ta.run([&] { return a.allocate(64); });
+    REQUIRE(p != nullptr);
+    // tb never allocated 64-byte blocks: no loaded magazine, so no room (a consumer).
+    tb.run([&] {
+      a.deallocate(p);
+      a.flush_thread_cache();
+    });
+    const AllocatorStats s = a.snapshot();
+    CHECK(shard_class(s, 0, kClass64).deferred_enqueued == 1);  // the owner's queue, as under the ADR
+    CHECK(s.buckets[kClass64].frees == 1);
+    test::drain_deferred(a);
     CHECK(ta.run([&] {
       a.flush_thread_cache();
       return comes_back(a, p, 64, 2 * kBlocksPer64Slab);
