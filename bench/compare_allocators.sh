@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs one bench_alloc workload on every allocator — sharded, legacy, glibc, jemalloc,
 # tcmalloc, mimalloc, sydralloc (the peers and libsydralloc.so through LD_PRELOAD on
-# --allocator=system) — for R interleaved rounds (round 1: every allocator, round 2: every
+# --allocator=system), and sharded-local / sydralloc-local (the same two with cross-shard
+# frees cached by the freeing thread: --foreign-frees=local, SYDRA_ALLOC_FOREIGN_FREES=local)
+# — for R interleaved rounds (round 1: every allocator, round 2: every
 # allocator, ...), then prints the medians with ratios against glibc, writes CSVs and plots
 # the latency percentiles.
 #
@@ -16,7 +18,8 @@
 # Output: OUTDIR/summary.txt (the table printed), summary.csv (medians and ratios),
 # rounds.csv (every run), latency_alloc.dat / latency_free.dat and latency.png.
 #
-# External workloads: any command under glibc, jemalloc, tcmalloc, mimalloc and sydralloc
+# External workloads: any command under glibc, jemalloc, tcmalloc, mimalloc, sydralloc and
+# sydralloc-local
 # (LD_PRELOAD for the command and every process it starts), R interleaved rounds:
 #
 # usage: bench/compare_allocators.sh [--rounds R] [--sydralloc LIB] --workload CMD [OUTDIR]
