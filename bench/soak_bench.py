@@ -63,8 +63,9 @@ def rss_split(pid):
 
 def alloc_memory(port):
     """The allocator's view (GET /debug/alloc/stats on the control listener): slab bytes
-    committed, and live bytes of allocations the pool sent to the system allocator (large
-    objects: buffers, memtable chunks). None when the daemon does not answer."""
+    committed, live bytes of allocations the pool sent to the system allocator (large
+    objects: buffers, memtable chunks), and magazines carved (2 KiB of metadata each). None
+    when the daemon does not answer."""
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", "/debug/alloc/stats")
@@ -72,11 +73,12 @@ def alloc_memory(port):
         body = r.read()
         conn.close()
         if r.status != 200:
-            return None, None
+            return None, None, None
         doc = json.loads(body)
-        return doc["memory"]["committed_bytes"], doc["small_pool"]["fallback"]["live_bytes"]
+        return (doc["memory"]["committed_bytes"], doc["small_pool"]["fallback"]["live_bytes"],
+                doc["small_pool"]["magazines"])
     except (OSError, ValueError, KeyError, http.client.HTTPException):
-        return None, None
+        return None, None, None
 
 
 def open_files(pid):
@@ -240,7 +242,7 @@ class Soak:
                 now = time.time() - self.t0
                 if now >= a.duration:
                     break
-                if now >= next_restart:
+                if a.restart_every > 0 and now >= next_restart:
                     self.running.clear()
                     time.sleep(0.3)  # requests in flight finish
                     t = time.time()
@@ -254,10 +256,10 @@ class Soak:
                 pid = self.d.proc.pid
                 with self.lock:
                     anon, file_ = rss_split(pid)
-                    committed, fallback_live = alloc_memory(self.d.control_port)
+                    committed, fallback_live, magazines = alloc_memory(self.d.control_port)
                     row = {"t": round(time.time() - self.t0, 2), "rss": rss_bytes(pid), "fds": open_files(pid),
                            "rss_anon": anon, "rss_file": file_, "alloc_committed": committed or 0,
-                           "alloc_fallback_live": fallback_live or 0,
+                           "alloc_fallback_live": fallback_live or 0, "alloc_magazines": magazines or 0,
                            "wal": dir_bytes(os.path.join(self.d.data, "wal")),
                            "segments": dir_bytes(os.path.join(self.d.data, "segments")),
                            "points": self.points, "errors": self.errors, "backpressure": self.backpressure,
@@ -314,7 +316,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sydradb", required=True)
     ap.add_argument("--duration", type=float, default=1800)
-    ap.add_argument("--restart-every", type=float, default=300)
+    ap.add_argument("--restart-every", type=float, default=300, help="seconds between restarts; 0: none")
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--series", type=int, default=500)
@@ -335,7 +337,7 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     keys = ["t", "rss", "fds", "wal", "segments", "points", "errors", "backpressure", "since_start", "rss_anon",
-            "rss_file", "alloc_committed", "alloc_fallback_live"]
+            "rss_file", "alloc_committed", "alloc_fallback_live", "alloc_magazines"]
     with open(os.path.join(a.out, "samples.csv"), "w") as f:
         f.write(",".join(keys) + "\n")
         for s in samples:
