@@ -1135,15 +1135,30 @@ TEST_SUITE("concurrency") {
     churn_with_cross_thread_frees(ForeignFrees::cache_locally);
   }
 
-  TEST_CASE("with foreign frees cached locally, the freeing thread reuses the block at once") {
-    Options options = small_options(2);
-    options.foreign_frees = ForeignFrees::cache_locally;
-    SmallPoolAllocator a(options);
+  // Two shards with ForeignFrees::cache_locally, a thread bound to each, and a 64-byte block
+  // of shard 0 allocated by ta.
+  struct CachedLocallyPair {
+    SmallPoolAllocator a{[] {
+      Options options = small_options(2);
+      options.foreign_frees = ForeignFrees::cache_locally;
+      return options;
+    }()};
     TaskThread ta, tb;
-    REQUIRE(ta.run([&] { return a.bind_current_thread(0); }) == 0);
-    REQUIRE(tb.run([&] { return a.bind_current_thread(1); }) == 1);
-    void* p = ta.run([&] { return a.allocate(64); });
-    REQUIRE(p != nullptr);
+    void* p = nullptr;
+    CachedLocallyPair() {
+      REQUIRE(ta.run([&] { return a.bind_current_thread(0); }) == 0);
+      REQUIRE(tb.run([&] { return a.bind_current_thread(1); }) == 1);
+      p = ta.run([&] { return a.allocate(64); });
+      REQUIRE(p != nullptr);
+    }
+  };
+
+  TEST_CASE("with foreign frees cached locally, the freeing thread reuses the block at once") {
+    CachedLocallyPair pair;
+    SmallPoolAllocator& a = pair.a;
+    TaskThread& ta = pair.ta;
+    TaskThread& tb = pair.tb;
+    void* p = pair.p;
     // No epoch passes, nothing is handed over: the block of shard 0 is the next 64-byte
     // block shard 1's thread gets (the top of its bin, which has room once it is loaded).
     void* own = tb.run([&] { return a.allocate(64); });
@@ -1180,14 +1195,11 @@ TEST_SUITE("concurrency") {
 
   TEST_CASE(
       "with foreign frees cached locally, a thread whose bin has no room hands the block to its owner") {
-    Options options = small_options(2);
-    options.foreign_frees = ForeignFrees::cache_locally;
-    SmallPoolAllocator a(options);
-    TaskThread ta, tb;
-    REQUIRE(ta.run([&] { return a.bind_current_thread(0); }) == 0);
-    REQUIRE(tb.run([&] { return a.bind_current_thread(1); }) == 1);
-    void* p = ta.run([&] { return a.allocate(64); });
-    REQUIRE(p != nullptr);
+    CachedLocallyPair pair;
+    SmallPoolAllocator& a = pair.a;
+    TaskThread& ta = pair.ta;
+    TaskThread& tb = pair.tb;
+    void* p = pair.p;
     // tb never allocated 64-byte blocks: no loaded magazine, so no room (a consumer).
     tb.run([&] {
       a.deallocate(p);
